@@ -1,0 +1,65 @@
+"""The write side of dlq: an append-only, tamper-evident log of events.
+
+Events are appended by :class:`LogWriter` to JSONL segments of its own,
+sealed into Parquet when the writer closes them, and imported in bulk by
+:func:`import_records`. Readers list segments with :meth:`EventLog.segments`
+and read each as an Arrow table.
+"""
+
+from eventlog._errors import (
+    DamagedLogError,
+    EventLogError,
+    InvalidRecordError,
+    LogBusyError,
+    LogNotFoundError,
+    WriterFailedError,
+)
+from eventlog._event import (
+    ARROW_SCHEMA,
+    EVENT_TYPES,
+    FIELD_NAMES,
+    GENESIS_HASH,
+    SCHEMA_VERSION,
+    Event,
+    canonical_bytes,
+    chain_hash,
+    event_from_row,
+    format_ts,
+)
+from eventlog._import import (
+    EnqueueRecord,
+    ImportResult,
+    check_record,
+    enqueue_event,
+    import_records,
+)
+from eventlog._log import EventLog, Segment, read_live_segment
+from eventlog._writer import LogWriter
+
+__all__ = [
+    "ARROW_SCHEMA",
+    "EVENT_TYPES",
+    "FIELD_NAMES",
+    "GENESIS_HASH",
+    "SCHEMA_VERSION",
+    "DamagedLogError",
+    "EnqueueRecord",
+    "Event",
+    "EventLog",
+    "EventLogError",
+    "ImportResult",
+    "InvalidRecordError",
+    "LogBusyError",
+    "LogNotFoundError",
+    "LogWriter",
+    "Segment",
+    "WriterFailedError",
+    "canonical_bytes",
+    "chain_hash",
+    "check_record",
+    "enqueue_event",
+    "event_from_row",
+    "format_ts",
+    "import_records",
+    "read_live_segment",
+]
