@@ -9,6 +9,7 @@ and read each as an Arrow table.
 from eventlog._errors import (
     DamagedLogError,
     EventLogError,
+    InvalidItemError,
     InvalidRecordError,
     LogBusyError,
     LogNotFoundError,
@@ -31,7 +32,9 @@ from eventlog._import import (
     ImportResult,
     check_record,
     enqueue_event,
+    enqueue_items,
     import_records,
+    new_record,
 )
 from eventlog._log import EventLog, Segment, read_live_segment
 from eventlog._writer import LogWriter
@@ -48,6 +51,7 @@ __all__ = [
     "EventLog",
     "EventLogError",
     "ImportResult",
+    "InvalidItemError",
     "InvalidRecordError",
     "LogBusyError",
     "LogNotFoundError",
@@ -58,8 +62,10 @@ __all__ = [
     "chain_hash",
     "check_record",
     "enqueue_event",
+    "enqueue_items",
     "event_from_row",
     "format_ts",
     "import_records",
+    "new_record",
     "read_live_segment",
 ]

@@ -49,6 +49,10 @@ class InvalidRecordError(EventLogError):
         self.problem = problem
 
 
+class InvalidItemError(EventLogError):
+    """A value given for an item (its id, its payload, ...) is not valid."""
+
+
 class LogBusyError(EventLogError):
     """Another process holds the lock this operation needs."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from pathlib import Path
@@ -29,6 +30,41 @@ def try_flock(fd: int) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+def create_locked(path: Path) -> int:
+    """Create ``path`` and lock it before a cleaner can take it for abandoned.
+
+    A cleaner (:func:`remove_unheld`) removes a file only while it holds the
+    file's lock, so a file still linked once we hold the lock stays ours.
+    Returns the open descriptor, which holds the lock until it is closed.
+
+    Raises:
+        FileExistsError: ``path`` exists already.
+    """
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a cleaner holds it only for a moment
+        if os.fstat(fd).st_nlink > 0:
+            return fd
+        os.close(fd)  # a cleaner removed it before we locked it: again
+
+
+def remove_unheld(path: Path) -> None:
+    """Remove ``path`` unless a live process holds its lock."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        if not try_flock(fd):
+            return
+        # Remove it only if the name still leads to the file we locked.
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                os.unlink(path)
+    finally:
+        os.close(fd)
 
 
 def is_held_by_someone(path: Path) -> bool:

@@ -12,7 +12,7 @@ import contextlib
 import gc
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from eventlog._errors import InvalidRecordError
+from eventlog._errors import InvalidItemError, InvalidRecordError
 from eventlog._event import (
     ARROW_SCHEMA,
     SCHEMA_VERSION,
@@ -30,9 +30,9 @@ from eventlog._event import (
     canonical_bytes,
     format_ts_us,
 )
-from eventlog._files import publish, try_flock
+from eventlog._files import create_locked, publish
 from eventlog._log import EventLog
-from eventlog._writer import Stamper
+from eventlog._writer import LogWriter, Stamper
 
 # A record larger than this is refused rather than held in memory.
 MAX_RECORD_BYTES = 4 * 1024 * 1024
@@ -79,6 +79,10 @@ def check_record(record: EnqueueRecord) -> str | None:
         problem = _check_id("correlation_id", record.correlation_id)
     if problem is None and record.failure_id is not None:
         problem = _check_id("failure_id", record.failure_id)
+    if problem is None and record.exit_code is not None:
+        problem = _check_int64("exit_code", record.exit_code)
+    if problem is None and record.signal is not None:
+        problem = _check_int64("signal", record.signal)
     return problem
 
 
@@ -90,6 +94,12 @@ def _check_id(field: str, value: str) -> str | None:
     if value.isspace() or not value:
         return f"`{field}` must not be empty"
     return None
+
+
+def _check_int64(field: str, value: int) -> str | None:
+    if -(2**63) <= value < 2**63:
+        return None
+    return f"`{field}` is {value}, outside the 64-bit range the log stores"
 
 
 def enqueue_event(record: EnqueueRecord) -> Event:
@@ -119,6 +129,38 @@ def _defaults(record: EnqueueRecord) -> tuple[str, str, str | None]:
         record.correlation_id or record.item_id,
         payload.decode("utf-8") if payload else None,
     )
+
+
+def new_record(
+    item_id: str, *, payload: str | None = None, **fields: Any
+) -> EnqueueRecord:
+    """Build a record from separate values, as `dlq add` gets them.
+
+    Args:
+        item_id: the item's id.
+        payload: the item's data as JSON text, or None.
+        **fields: any other field of :class:`EnqueueRecord`.
+
+    Raises:
+        InvalidItemError: a value is not valid (names which and why).
+    """
+    if payload is not None:
+        try:
+            msgspec.json.decode(payload)
+        except msgspec.DecodeError as exc:
+            raise InvalidItemError(f"the payload is not valid JSON ({exc})") from None
+        fields["payload"] = msgspec.Raw(payload.encode("utf-8"))
+    record = EnqueueRecord(item_id=item_id, **fields)
+    problem = check_record(record)
+    if problem:
+        raise InvalidItemError(problem)
+    return record
+
+
+def enqueue_items(log: EventLog, records: Sequence[EnqueueRecord]) -> list[Event]:
+    """Append one ``item_enqueued`` event per record, durably, in one commit."""
+    with LogWriter(log) as writer:
+        return writer.append([enqueue_event(record) for record in records])
 
 
 def parse_record(line: bytes, source: str, number: int) -> EnqueueRecord:
@@ -181,9 +223,8 @@ def import_records(log: EventLog, stream: BinaryIO, *, source: str) -> ImportRes
     name = f"{batch.stamper.writer_id}-000001"
     tmp = log.staging_path(f"{name}.parquet")
     imported = duplicates = 0
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = create_locked(tmp)  # the lock marks the file as in use for `compact`
     try:
-        try_flock(fd)  # marks the file as in use for `compact`
         with _gc_paused(), _BackgroundParquet(tmp) as out:
             for number, line in iter_lines(stream):
                 record = parse_record(line, source, number)
@@ -192,7 +233,12 @@ def import_records(log: EventLog, stream: BinaryIO, *, source: str) -> ImportRes
                         duplicates += 1
                         continue
                     known.add(record.failure_id)
-                batch.add(record)
+                try:
+                    batch.add(record)
+                except UnicodeDecodeError:
+                    # Only the payload is kept as raw bytes, unchecked so far.
+                    problem = "`payload` is not valid UTF-8 text"
+                    raise InvalidRecordError(source, number, problem) from None
                 if len(batch) >= _BATCH:
                     imported += len(batch)
                     out.write(batch.take_table())

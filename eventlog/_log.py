@@ -32,7 +32,13 @@ import pyarrow.parquet as pq
 
 from eventlog._errors import DamagedLogError, LogBusyError, LogNotFoundError
 from eventlog._event import ARROW_SCHEMA, decode_line
-from eventlog._files import fsync_dir, is_held_by_someone, publish, try_flock
+from eventlog._files import (
+    fsync_dir,
+    is_held_by_someone,
+    publish,
+    remove_unheld,
+    try_flock,
+)
 
 logger = logging.getLogger("eventlog")
 
@@ -106,8 +112,11 @@ class EventLog:
 
     def segments(self) -> list[Segment]:
         """The segments to read, sealed in preference to live, in name order."""
-        sealed = _names(self.path / SEALED, ".parquet")
+        # Live first: a seal publishes the Parquet file before it removes the
+        # JSONL one, so a segment sealed between the two listings is still in
+        # one of them (listing sealed first could miss it in both).
         live = _names(self.path / SEGMENTS, ".jsonl")
+        sealed = _names(self.path / SEALED, ".parquet")
         found = [
             Segment(name, self.segment_path(name, sealed=True), True) for name in sealed
         ]
@@ -214,8 +223,7 @@ class EventLog:
     def _clean_staging(self) -> None:
         """Remove files that interrupted imports and seals left aside."""
         for path in (self.path / STAGING).iterdir():
-            if not is_held_by_someone(path):
-                _remove(path)
+            remove_unheld(path)
 
     # -- locks -----------------------------------------------------------
 
@@ -257,17 +265,7 @@ def read_live_segment(path: Path) -> pa.Table:
     if not complete:
         return ARROW_SCHEMA.empty_table()
     try:
-        table = pa_json.read_json(
-            io.BytesIO(complete),
-            read_options=pa_json.ReadOptions(
-                use_threads=False, block_size=len(complete) + 1
-            ),
-            parse_options=pa_json.ParseOptions(
-                explicit_schema=ARROW_SCHEMA,
-                unexpected_field_behavior="error",
-                newlines_in_values=False,
-            ),
-        )
+        table = _parse_lines(complete)
         if (
             all(table.column(c).null_count == 0 for c in _REQUIRED)
             and not pc.any(pc.equal(table.column("event_id"), "")).as_py()
@@ -279,6 +277,19 @@ def read_live_segment(path: Path) -> pa.Table:
     raise DamagedLogError(str(path), None, "not a valid segment")
 
 
+def _parse_lines(data: bytes) -> pa.Table:
+    """Parse complete JSONL lines into a table; raises ``pa.ArrowInvalid``."""
+    return pa_json.read_json(
+        io.BytesIO(data),
+        read_options=pa_json.ReadOptions(use_threads=False, block_size=len(data) + 1),
+        parse_options=pa_json.ParseOptions(
+            explicit_schema=ARROW_SCHEMA,
+            unexpected_field_behavior="error",
+            newlines_in_values=False,
+        ),
+    )
+
+
 def _raise_first_damage(path: Path, complete: bytes) -> None:
     """Find the first line that is not a valid event and raise naming it."""
     for number, line in enumerate(complete.splitlines(), start=1):
@@ -288,6 +299,12 @@ def _raise_first_damage(path: Path, complete: bytes) -> None:
             raise DamagedLogError(str(path), number, str(exc)) from None
         if not (event.event_id and event.ts and event.writer and event.hash):
             raise DamagedLogError(str(path), number, "event lacks its id or hash")
+        # What the event decoder lets through but Arrow refuses: an unknown
+        # field, an integer out of its column's range, a malformed time.
+        try:
+            _parse_lines(line + b"\n")
+        except pa.ArrowInvalid as exc:
+            raise DamagedLogError(str(path), number, str(exc)) from None
 
 
 def _names(directory: Path, suffix: str) -> set[str]:

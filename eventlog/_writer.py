@@ -50,6 +50,22 @@ def _whoami() -> tuple[str, str, int]:
     return user, socket.gethostname(), os.getpid()
 
 
+# The integer fields callers fill in, with the bits their Arrow column holds.
+_INTEGER_BITS = (("v", 32), ("attempt", 64), ("exit_code", 64), ("signal", 64),
+                 ("duration_ms", 64))  # fmt: skip
+
+
+def _check_integers(event: Event) -> None:
+    """Refuse an integer its column cannot hold: one such line makes the whole
+    segment unreadable."""
+    for name, bits in _INTEGER_BITS:
+        value = getattr(event, name)
+        if value is not None and not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+            raise ValueError(
+                f"`{name}` is {value}, outside the {bits}-bit range the log stores"
+            )
+
+
 class Stamper:
     """Gives events their id, time, author, sequence number and chained hash.
 
@@ -131,6 +147,9 @@ class LogWriter:
 
         Raises:
             WriterFailedError: the write failed (the events were not kept).
+            ValueError: an event was appended before, or holds a value the
+                log cannot store (an integer out of its column's range, a
+                string that is not valid unicode); none of the events was kept.
         """
         if not events:
             return []
@@ -138,11 +157,22 @@ class LogWriter:
             self._check_usable()
             if any(event.hash for event in events):
                 raise ValueError("an event can be appended only once")
-            stamped = []
             for event in events:
-                done, line = self._stamper.stamp(event)
-                stamped.append(done)
-                self._pending.append(line)
+                _check_integers(event)
+            state = self._stamper.snapshot()
+            stamped, lines = [], []
+            try:
+                for event in events:
+                    done, line = self._stamper.stamp(event)
+                    stamped.append(done)
+                    lines.append(line)
+            except BaseException:
+                # An event that cannot be encoded: keep none of this call.
+                self._stamper.restore(state)
+                for done in stamped:
+                    done.hash = ""
+                raise
+            self._pending += lines
             self._stamped += len(events)
             target = self._stamped
             while self._durable < target:
@@ -212,10 +242,18 @@ class LogWriter:
         self._segment_no += 1
         name = f"{self.writer_id}-{self._segment_no:06d}"
         path = self.log.segment_path(name, sealed=False)
-        fh = open(path, "xb", buffering=0)  # noqa: SIM115 - kept open for appends
+        # Lock the file under a hidden name before giving it its own: a live
+        # segment that is visible but not locked looks abandoned, and
+        # `seal_abandoned` would seal and remove it under this writer.
+        # Limitation: a crash between the two steps leaves an empty hidden
+        # file that nothing removes, because removing it safely needs a lock
+        # taken before the file has any name (O_TMPFILE and linkat would do).
+        hidden = path.with_name(f".{path.name}")
+        fh = open(hidden, "xb", buffering=0)  # noqa: SIM115 - kept open for appends
         if not try_flock(fh.fileno()):
             fh.close()
             raise LogBusyError(f"segment {path} is locked by another writer")
+        os.rename(hidden, path)
         fsync_dir(path.parent)
         self._file = fh
         self._size = 0
@@ -224,7 +262,8 @@ class LogWriter:
         fh, self._file = self._file, None
         if fh is None:
             return
-        name = Path(fh.name).name.removesuffix(".jsonl")
+        # The file was opened under its hidden name (see _open_segment).
+        name = Path(fh.name).name.removeprefix(".").removesuffix(".jsonl")
         fh.close()
         if seal:
             try:

@@ -1,0 +1,157 @@
+"""Opening a log for SQL: a sandboxed in-memory DuckDB with views over the events.
+
+The connection reads a snapshot of the log taken when it is opened: sealed
+segments are read by DuckDB straight from their Parquet files (which never
+change), live segments are read once in Python and handed to DuckDB as Arrow
+tables. Nothing is stored: ``items`` is computed from the events by every
+query that reads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from analytics._errors import AnalyticsError
+from analytics._sql import one_line, quote_literal
+from analytics._views import BASE_VIEW, EVENTS_VIEW, ITEMS_VIEW
+from eventlog import ARROW_SCHEMA, EventLog, Segment
+
+logger = logging.getLogger("analytics")
+
+# Set when the connection is made, before anything runs on it. With no
+# temporary directory DuckDB cannot spill files anywhere.
+# Limitation: a query whose intermediate results do not fit in memory fails
+# rather than spilling to disk, because a sandbox that may write temporary
+# files may write files; a private temporary directory would lift it.
+_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "allow_persistent_secrets": False,
+    "python_enable_replacements": False,
+    "temp_directory": "",
+}
+
+# DuckDB expands these in a path given to read_parquet, and has no way to
+# escape them; a file whose path holds one is read in Python instead.
+_GLOB_CHARS = frozenset("*?[]{}")
+
+_LIVE_TABLE = "_live_events"
+
+
+def connect(
+    log: EventLog | str | os.PathLike[str], *, as_of: datetime | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Open the log for SQL: an in-memory DuckDB with ``events`` and ``items``.
+
+    ``events`` has every event, one row each, ordered by ``event_id``, with the
+    columns of :data:`eventlog.ARROW_SCHEMA`. ``items`` has one row per item,
+    derived from its events whenever it is read: item_id, status, job_id,
+    correlation_id, attempts, failures, last_error_type, last_error,
+    last_exit_code, last_signal, enqueued_at, updated_at, last_run_id, command
+    and payload (the ``analytics._views`` docstring says where each comes from).
+
+    The connection sees the log as it was when it was opened. It is locked
+    down before it is returned: no statement on it can write or create a file,
+    read a file other than the log's sealed segments, attach a database, load
+    an extension or change a setting. :func:`analytics.run_query` further
+    refuses anything but a single read-only statement.
+
+    Args:
+        log: the log, or the path of its directory.
+        as_of: keep only the events stamped at or before this moment, to see
+            the queue as it was then; a naive datetime is taken as UTC.
+
+    Raises:
+        eventlog.LogNotFoundError: there is no log at the path.
+        eventlog.DamagedLogError: a live segment holds a damaged line.
+        AnalyticsError: DuckDB could not read a sealed segment.
+    """
+    if not isinstance(log, EventLog):
+        log = EventLog.open(log)
+    parquet_files, live = _snapshot(log)
+
+    conn = duckdb.connect(":memory:", config=_CONFIG)
+    try:
+        conn.execute("SET TimeZone = 'UTC'")
+        conn.register(_LIVE_TABLE, live)
+        conn.execute(_base_view_sql(parquet_files, as_of))
+        conn.execute(EVENTS_VIEW)
+        conn.execute(ITEMS_VIEW)
+        _lock_down(conn, parquet_files)
+    except duckdb.Error as exc:
+        conn.close()
+        raise AnalyticsError(
+            f"could not read the log at {log.path}: {one_line(exc)}"
+        ) from exc
+    except BaseException:
+        conn.close()
+        raise
+    logger.debug(
+        "opened %s: %d sealed files, %d live events",
+        log.path,
+        len(parquet_files),
+        live.num_rows,
+    )
+    return conn
+
+
+def _snapshot(log: EventLog) -> tuple[list[Path], pa.Table]:
+    """The Parquet files DuckDB reads, and the events read here, of every segment.
+
+    Live segments are read into memory, which their size bounds (a writer
+    seals its segment past ``SEGMENT_MAX_BYTES``).
+    """
+    parquet_files: list[Path] = []
+    tables = [ARROW_SCHEMA.empty_table()]
+    for segment in log.segments():
+        if not segment.sealed:
+            try:
+                tables.append(log.read_segment(segment))
+                continue
+            except FileNotFoundError:
+                # Sealed since it was listed: its events are now in its twin.
+                segment = Segment(
+                    segment.name, log.segment_path(segment.name, sealed=True), True
+                )
+        path = segment.path.absolute()
+        if _GLOB_CHARS.isdisjoint(str(path)):
+            parquet_files.append(path)
+        else:
+            tables.append(log.read_segment(segment))
+    return parquet_files, pa.concat_tables(tables)
+
+
+_COLUMNS = ", ".join(f'"{name}"' for name in ARROW_SCHEMA.names)
+
+
+def _base_view_sql(parquet_files: list[Path], as_of: datetime | None) -> str:
+    """The unordered union of every event, cut at ``as_of``."""
+    where = ""
+    if as_of is not None:
+        if as_of.tzinfo is None:
+            as_of = as_of.replace(tzinfo=UTC)
+        where = f" WHERE ts <= TIMESTAMPTZ '{as_of.astimezone(UTC).isoformat()}'"
+    parts = [f"SELECT {_COLUMNS} FROM {_LIVE_TABLE}{where}"]
+    if parquet_files:
+        files = ", ".join(quote_literal(str(path)) for path in parquet_files)
+        parts.append(f"SELECT {_COLUMNS} FROM read_parquet([{files}]){where}")
+    return f"CREATE VIEW {BASE_VIEW} AS\n" + "\nUNION ALL\n".join(parts)
+
+
+def _lock_down(conn: duckdb.DuckDBPyConnection, readable: list[Path]) -> None:
+    """Allow reading exactly ``readable``, then forbid any other file and setting.
+
+    Allowing the files rather than the log directory keeps COPY and ATTACH
+    from creating files inside the log.
+    """
+    paths = ", ".join(quote_literal(str(path)) for path in readable)
+    conn.execute(f"SET allowed_paths = [{paths}]")
+    conn.execute("SET enable_external_access = false")
+    conn.execute("SET lock_configuration = true")

@@ -1,0 +1,1 @@
+"""The benchmarks `just bench` runs: ``python -m bench`` (see ``__main__``)."""

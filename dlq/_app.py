@@ -1,0 +1,380 @@
+"""The `dlq` command line: each command parses, calls one library function,
+and renders what it returns."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+
+import analytics
+import eventlog
+from dlq import _render
+
+app = typer.Typer(
+    name="dlq",
+    help="A dead-letter queue that keeps every failed item, replays it, and "
+    "answers in SQL why it failed.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+LogOption = Annotated[
+    Path,
+    typer.Option(
+        "--log",
+        envvar="DLQ_LOG",
+        help="The log directory (also DLQ_LOG).",
+        show_default=True,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def echo(text: str) -> None:
+    """Write data to stdout as it is (no extra newline)."""
+    sys.stdout.write(text)
+
+
+def note(text: str) -> None:
+    """Tell the person something on stderr, keeping stdout for data."""
+    typer.echo(text, err=True)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def errors_as_messages(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn the libraries' errors into one line on stderr and an exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except eventlog.LogBusyError as exc:
+            raise fail(str(exc), code=3) from None
+        except (eventlog.EventLogError, analytics.AnalyticsError) as exc:
+            raise fail(str(exc)) from None
+        except OSError as exc:
+            raise fail(f"{exc.strerror or exc} ({exc.filename or 'the log'})") from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def command(*args: Any, **kwargs: Any) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Register a command whose errors are reported as one line."""
+
+    def register(function: Callable[P, R]) -> Callable[P, R]:
+        app.command(*args, **kwargs)(errors_as_messages(function))
+        return function
+
+    return register
+
+
+@contextmanager
+def connection(log: Path) -> Iterator[Any]:
+    conn = analytics.connect(eventlog.EventLog.open(log))
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@command("add")
+def add(
+    item_id: Annotated[str, typer.Argument(help="The item's id.")],
+    job: Annotated[str | None, typer.Option(help="The job it belongs to.")] = None,
+    payload: Annotated[
+        str | None, typer.Option(help="The item's data, as JSON.")
+    ] = None,
+    error: Annotated[str | None, typer.Option(help="Why it failed.")] = None,
+    error_type: Annotated[
+        str | None, typer.Option(help="A category for the failure.")
+    ] = None,
+    exit_code: Annotated[
+        int | None, typer.Option(help="The failed command's exit code.")
+    ] = None,
+    command_: Annotated[
+        str | None,
+        typer.Option("--command", help="The command that processes the item."),
+    ] = None,
+    correlation_id: Annotated[
+        str | None, typer.Option(help="An id that follows the item across systems.")
+    ] = None,
+    log: LogOption = Path(".dlq"),
+) -> None:
+    """Add one failed item to the queue (or record a new failure of it)."""
+    record = eventlog.new_record(
+        item_id,
+        payload=payload,
+        job_id=job,
+        error=error,
+        error_type=error_type,
+        exit_code=exit_code,
+        command=command_,
+        correlation_id=correlation_id,
+    )
+    (event,) = eventlog.enqueue_items(
+        eventlog.EventLog.open(log, create=True), [record]
+    )
+    note(f"enqueued {event.item_id} ({event.event_id})")
+
+
+@command("import")
+def import_(
+    source: Annotated[
+        str, typer.Argument(help="A JSON Lines file of items, or - for stdin.")
+    ],
+    log: LogOption = Path(".dlq"),
+) -> None:
+    """Import failed items in bulk from JSON Lines: all of them, or none.
+
+    One item per line, with the fields of `dlq add` (item_id, job_id, payload,
+    error, error_type, exit_code, signal, command, correlation_id, output) and
+    an optional failure_id: a record whose failure_id is already in the log is
+    skipped as a duplicate.
+    """
+    if source == "-":
+        stream, name = sys.stdin.buffer, "<stdin>"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise fail(f"no such file: {source}")
+        stream, name = path.open("rb"), source
+    with stream:
+        result = eventlog.import_records(
+            eventlog.EventLog.open(log, create=True), stream, source=name
+        )
+    note(
+        f"imported {result.imported} items"
+        + (f", skipped {result.duplicates} duplicates" if result.duplicates else "")
+    )
+
+
+@command("list")
+def list_(
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only items with this status (repeatable): pending, running, "
+            "succeeded, quarantined, discarded."
+        ),
+    ] = None,
+    where: Annotated[
+        str | None, typer.Option(help="A SQL condition over the `items` view.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=0, help="At most N items.")] = None,
+    json: JsonOption = False,
+    log: LogOption = Path(".dlq"),
+) -> None:
+    """List items with their current state."""
+    with connection(log) as conn:
+        table = analytics.list_items(
+            conn, statuses=status or (), where=where, limit=limit
+        )
+    if json:
+        echo(_render.render(table, "json"))
+        return
+    columns = ["item_id", "job_id", "status", "attempts", "last_error", "updated_at"]
+    echo(_render.table_text(table.select(columns)))
+    note(f"{table.num_rows} items")
+
+
+@command("show")
+def show(
+    item_id: Annotated[str, typer.Argument(help="The item's id.")],
+    json: JsonOption = False,
+    log: LogOption = Path(".dlq"),
+) -> None:
+    """Show an item's state and its whole history."""
+    with connection(log) as conn:
+        history = analytics.show_item(conn, item_id)
+    if history is None:
+        raise fail(f"no item {item_id!r} in {log}; `dlq list` shows the items")
+    if json:
+        document = {"item": history.item, "events": _render.rows_of(history.events)}
+        echo(_render.render_json(document))
+        return
+    echo(_render.key_values(history.item.items()))
+    columns = ["ts", "type", "attempt", "run_id", "exit_code", "error", "user"]
+    echo(_render.table_text(history.events.select(columns), title="history"))
+
+
+@command("query")
+def query(
+    sql: Annotated[str, typer.Argument(help="One read-only SELECT over the views.")],
+    format_: Annotated[
+        str,
+        typer.Option("--format", help="table, csv, json or jsonl."),
+    ] = "table",
+    output: Annotated[
+        Path | None, typer.Option(help="Write the result to this file.")
+    ] = None,
+    log: LogOption = Path(".dlq"),
+) -> None:
+    """Run read-only SQL over the views `events` and `items`."""
+    if format_ not in _render.FORMATS:
+        raise fail(
+            f"unknown --format {format_!r}; use one of {', '.join(_render.FORMATS)}", 2
+        )
+    if output is not None and output.resolve().is_relative_to(log.resolve()):
+        raise fail("--output must not be inside the log directory", 2)
+    with connection(log) as conn:
+        table = analytics.run_query(conn, sql)
+    text = _render.render(table, format_)
+    if output is None:
+        echo(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        note(f"wrote {table.num_rows} rows to {output}")
+
+
+@command("compact")
+def compact(log: LogOption = Path(".dlq")) -> None:
+    """Seal the live segments of writers that have finished or died."""
+    sealed = eventlog.EventLog.open(log).seal_abandoned()
+    note(f"sealed {sealed} segments")
+
+
+@command("demo")
+def demo(
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where to build the sample log.")
+    ] = Path("dlq-demo"),
+) -> None:
+    """Build a sample queue in a fresh directory and show it."""
+    from dlq._demo import build_demo
+
+    log = build_demo(directory)
+    note(f"built a sample queue in {log.path}; try:  dlq list --log {log.path}")
+    with connection(log.path) as conn:
+        table = analytics.run_query(
+            conn,
+            "SELECT status, count(*) AS items FROM items GROUP BY status "
+            "ORDER BY items DESC",
+        )
+        echo(_render.table_text(table, title="items by status"))
+        pending = analytics.list_items(conn, statuses=["pending"], limit=10)
+    columns = ["item_id", "job_id", "status", "last_error"]
+    echo(_render.table_text(pending.select(columns), title="pending items"))
+
+
+_REPLAY_EPILOG = """
+Examples:
+
+  dlq replay -j 8 --timeout 60 -- python resize.py --url {payload.url}
+
+  dlq replay --job thumbnails --dry-run
+
+  dlq replay --canary 20 --min-success 0.9 --attempts 3 -- ./process.sh {item_id}
+
+  dlq replay --where "last_error LIKE '%Timeout%'" --limit 100
+"""
+
+
+@command(
+    "replay", epilog=_REPLAY_EPILOG, context_settings={"allow_interspersed_args": False}
+)
+def replay(
+    command_: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[-- COMMAND [ARG ...]]",
+            help="What to run per item, with placeholders {item_id}, {job_id}, "
+            "{attempt}, {payload}, {payload.KEY}; without it, each item's own "
+            "recorded command.",
+        ),
+    ] = None,
+    parallel: Annotated[
+        int | None,
+        typer.Option("--parallel", "-j", help="Concurrent attempts [default: CPUs]."),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds an attempt may take.")
+    ] = None,
+    attempts: Annotated[int, typer.Option(help="Tries per item in this run.")] = 1,
+    backoff: Annotated[
+        str, typer.Option(help="Wait between tries: none, fixed or exponential.")
+    ] = "exponential",
+    delay: Annotated[
+        float, typer.Option(help="Seconds between tries (the first, if exponential).")
+    ] = 1.0,
+    max_attempts: Annotated[
+        int, typer.Option(help="Lifetime tries before an item is quarantined.")
+    ] = 10,
+    item: Annotated[
+        list[str] | None, typer.Option(help="Only this item (repeatable).")
+    ] = None,
+    job: Annotated[str | None, typer.Option(help="Only items of this job.")] = None,
+    where: Annotated[
+        str | None, typer.Option(help="A SQL condition over the `items` view.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most N items.")] = None,
+    force: Annotated[bool, typer.Option(help="Also replay quarantined items.")] = False,
+    rate: Annotated[
+        float | None, typer.Option(help="At most N starts per second.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option(help="Show what would run; run and write nothing.")
+    ] = False,
+    canary: Annotated[
+        int | None, typer.Option(help="Run N items first and check them.")
+    ] = None,
+    min_success: Annotated[
+        float, typer.Option(help="Fraction of canary items that must succeed.")
+    ] = 1.0,
+    shell: Annotated[
+        bool, typer.Option(help="Run COMMAND with sh -c; values are shell-quoted.")
+    ] = False,
+    json: JsonOption = False,
+    log: LogOption = Path(".dlq"),
+) -> None:
+    """Run pending items again and record every attempt."""
+    import reprocessor
+    from dlq import _replay_view
+
+    options = reprocessor.ReplayOptions(
+        command=tuple(command_ or ()),
+        shell=shell,
+        parallel=parallel or (os.cpu_count() or 1),
+        timeout=timeout,
+        attempts=attempts,
+        backoff=backoff,  # type: ignore[arg-type]  # checked by options.check()
+        delay=delay,
+        max_attempts=max_attempts,
+        rate=rate,
+        canary=canary,
+        min_success=min_success,
+    )
+    selection = reprocessor.Selection(
+        item_ids=tuple(item or ()), job_id=job, where=where, limit=limit, force=force
+    )
+    try:
+        if dry_run:
+            plan = reprocessor.plan_replay(
+                eventlog.EventLog.open(log), options, selection
+            )
+            echo(_replay_view.plan_text(plan, json=json))
+            return
+        summary = _replay_view.run_with_progress(
+            eventlog.EventLog.open(log), options, selection
+        )
+    except reprocessor.ReplayUsageError as exc:
+        raise fail(str(exc), code=2) from None
+    echo(_replay_view.summary_text(summary, json=json))
+    raise typer.Exit(summary.exit_code)

@@ -1,0 +1,73 @@
+"""The sample queue `dlq demo` builds: failures as a real batch job has them."""
+
+from __future__ import annotations
+
+import io
+import random
+import shutil
+from pathlib import Path
+
+import msgspec
+
+import eventlog
+
+# Marks a directory as built by the demo, so a later demo may replace it.
+DEMO_MARKER = "DLQ-DEMO"
+
+_ERRORS = [
+    (
+        "network",
+        7,
+        "requests.exceptions.ConnectionError: HTTPSConnectionPool("
+        "host='cdn.example.com', port=443): Max retries exceeded with url: "
+        "/img/{n}.jpg",
+    ),
+    (
+        "exit_code",
+        1,
+        'Traceback (most recent call last):\n  File "resize.py", line 42, in <module>\n'
+        "    main()\nPIL.UnidentifiedImageError: cannot identify image file "
+        "'/data/in/{n}.jpg'",
+    ),
+    ("exit_code", 2, "ValueError: invoice {n} has a negative total (-{n}.50 EUR)"),
+    ("timeout", None, "timed out after 30 s"),
+    ("resource_exhausted", 137, "killed: out of memory (rss 2048 MiB)"),
+]
+
+
+def build_demo(directory: Path, *, items: int = 60, seed: int = 7) -> eventlog.EventLog:
+    """Create a log in ``directory`` holding a sample of failed items.
+
+    Raises:
+        FileExistsError: ``directory`` exists and was not made by the demo.
+    """
+    if directory.exists():
+        if not (directory / DEMO_MARKER).exists():
+            raise FileExistsError(
+                f"{directory} exists and is not a demo; pass --dir with a new path"
+            )
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    (directory / DEMO_MARKER).write_text("built by `dlq demo`; safe to delete\n")
+    log = eventlog.EventLog.open(directory, create=True)
+    eventlog.import_records(log, io.BytesIO(_sample(items, seed)), source="demo")
+    return log
+
+
+def _sample(items: int, seed: int) -> bytes:
+    rng = random.Random(seed)
+    lines = []
+    for n in range(items):
+        job = rng.choice(["thumbnails", "invoices"])
+        error_type, exit_code, template = rng.choice(_ERRORS)
+        record = {
+            "item_id": f"{job}-{n:04d}",
+            "job_id": job,
+            "payload": {"n": n, "source": f"s3://batch/{job}/{n:04d}.json"},
+            "error": template.format(n=n),
+            "error_type": error_type,
+            "exit_code": exit_code,
+            "failure_id": f"demo-{n}",
+        }
+        lines.append(msgspec.json.encode(record) + b"\n")
+    return b"".join(lines)

@@ -1,0 +1,100 @@
+"""Turning Arrow tables and results into what a person or a pipe reads."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+from rich.console import Console
+from rich.table import Table
+
+FORMATS = ("table", "csv", "json", "jsonl")
+
+_json = msgspec.json.Encoder()
+
+
+def to_plain(value: Any) -> Any:
+    """A value as JSON-friendly data (timestamps become RFC 3339 strings)."""
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, dict):
+        return {key: to_plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(item) for item in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def rows_of(table: pa.Table) -> list[dict[str, Any]]:
+    return [to_plain(row) for row in table.to_pylist()]
+
+
+def render(table: pa.Table, fmt: str) -> str:
+    """Render a result table in one of :data:`FORMATS`."""
+    if fmt == "csv":
+        return _csv(table)
+    if fmt == "json":
+        return _json.encode(rows_of(table)).decode() + "\n"
+    if fmt == "jsonl":
+        return "".join(_json.encode(row).decode() + "\n" for row in rows_of(table))
+    return table_text(table)
+
+
+def _csv(table: pa.Table) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(table.column_names)
+    for row in table.to_pylist():
+        writer.writerow([_cell(value) for value in to_plain(row).values()])
+    return out.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return _json.encode(value).decode()
+    return str(value)
+
+
+def table_text(table: pa.Table, *, title: str | None = None) -> str:
+    """A table for people: aligned columns, long cells cut to fit."""
+    view = Table(title=title, show_lines=False, header_style="bold")
+    for name in table.column_names:
+        view.add_column(name, overflow="ellipsis", max_width=60, no_wrap=True)
+    for row in table.to_pylist():
+        view.add_row(*[_short(value) for value in row.values()])
+    return capture(view)
+
+
+def _short(value: Any) -> str:
+    text = _cell(to_plain(value))
+    first, _, rest = text.partition("\n")
+    return first + (" …" if rest else "")
+
+
+def capture(renderable: Any) -> str:
+    """What rich prints for ``renderable``, as text without colour codes."""
+    console = Console(file=io.StringIO(), width=160, color_system=None, soft_wrap=False)
+    console.print(renderable)
+    out = console.file
+    assert isinstance(out, io.StringIO)
+    return out.getvalue()
+
+
+def key_values(pairs: Iterable[tuple[str, Any]]) -> str:
+    """Aligned ``key: value`` lines."""
+    pairs = [(key, _cell(to_plain(value))) for key, value in pairs]
+    width = max((len(key) for key, _ in pairs), default=0)
+    return "".join(f"{key + ':':<{width + 1}} {value}\n" for key, value in pairs)
+
+
+def render_json(document: Any) -> str:
+    """One JSON document on one line."""
+    return _json.encode(to_plain(document)).decode() + "\n"

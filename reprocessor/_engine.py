@@ -1,0 +1,510 @@
+"""The replay engine: run pending items again, record every start and outcome.
+
+A replay holds the log's ``replay`` lock for its whole life, so two replays
+never run the same items. It first closes what a dead replay left open,
+then streams the selected items from the derived state in bounded batches
+and runs at most ``parallel`` of them at once, each as a real subprocess.
+``attempt_started`` is durable before a process is spawned, and the outcome
+is appended when it ends; an attempt cut short by an interruption is
+recorded as ``attempt_interrupted``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import random
+import secrets
+import shlex
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import trio
+
+import analytics
+import eventlog
+from reprocessor._attempt import Outcome, run_attempt
+from reprocessor._command import CommandTemplate, MissingValueError
+from reprocessor._options import ReplayOptions, Selection
+
+logger = logging.getLogger("reprocessor")
+
+# Items are taken from the derived state this many at a time.
+SELECTION_BATCH = 1000
+
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass
+class ReplaySummary:
+    """What a replay did. ``exit_code`` is what the CLI exits with."""
+
+    run_id: str
+    selected: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    quarantined: int = 0
+    skipped: int = 0
+    interrupted: int = 0
+    recovered: int = 0
+    canary_failed: bool = False
+    was_interrupted: bool = False
+    duration_s: float = 0.0
+    error_types: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def throughput(self) -> float:
+        """Finished items per second."""
+        done = self.succeeded + self.failed + self.quarantined
+        return done / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every selected item succeeded, 1 when not, 130 if interrupted."""
+        if self.was_interrupted:
+            return 130
+        if self.failed or self.quarantined or self.canary_failed or self.skipped:
+            return 1
+        return 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "selected": self.selected,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "quarantined": self.quarantined,
+            "skipped": self.skipped,
+            "interrupted": self.interrupted,
+            "recovered": self.recovered,
+            "canary_failed": self.canary_failed,
+            "duration_s": round(self.duration_s, 3),
+            "throughput": round(self.throughput, 2),
+            "error_types": dict(self.error_types.most_common()),
+            "status": self.status,
+        }
+
+    @property
+    def status(self) -> str:
+        if self.was_interrupted:
+            return "interrupted"
+        if self.canary_failed:
+            return "canary_failed"
+        return "failed" if self.exit_code else "succeeded"
+
+
+@dataclass
+class _Item:
+    item_id: str
+    job_id: str | None
+    correlation_id: str | None
+    payload: str | None
+    command: str | None
+    attempts: int
+    budget_used: int
+
+
+Progress = Callable[[ReplaySummary], None]
+
+
+def new_run_id() -> str:
+    """A run id that sorts by start time."""
+    return f"run-{time.time_ns() // 1000:013x}-{secrets.token_hex(3)}"
+
+
+async def replay(
+    log: eventlog.EventLog,
+    options: ReplayOptions,
+    selection: Selection,
+    *,
+    progress: Progress | None = None,
+    handle_signals: bool = True,
+) -> ReplaySummary:
+    """Replay the selected items of ``log``; return what happened.
+
+    Raises:
+        eventlog.LogBusyError: another replay holds the log.
+        ReplayUsageError: an option or the command cannot work.
+        analytics.QueryError: the selection's SQL is invalid.
+    """
+    options.check()
+    template = (
+        CommandTemplate.parse(options.command, shell=options.shell)
+        if (options.command)
+        else None
+    )
+    with log.exclusive("replay"), eventlog.LogWriter(log) as writer:
+        run = _Run(log, writer, options, template, progress)
+        try:
+            await run.recover()
+            await run.execute(selection, handle_signals=handle_signals)
+        except BaseExceptionGroup as group:
+            raise _first_cause(group) from None
+        return run.summary
+
+
+def _first_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that broke a nursery, rather than the cancellations it caused."""
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            error = _first_cause(error)
+        if not isinstance(error, trio.Cancelled):
+            return error
+    return group
+
+
+class _Run:
+    def __init__(
+        self,
+        log: eventlog.EventLog,
+        writer: eventlog.LogWriter,
+        options: ReplayOptions,
+        template: CommandTemplate | None,
+        progress: Progress | None,
+    ) -> None:
+        self.log = log
+        self.writer = writer
+        self.options = options
+        self.template = template
+        self.progress = progress
+        self.summary = ReplaySummary(run_id=new_run_id())
+        self.rng = random.Random()
+        self.slots = trio.Semaphore(options.parallel)
+        self.rate = _RateLimiter(options.rate)
+        self.stopping = False
+        self.process_groups: set[int] = set()
+
+    async def append(self, *events: eventlog.Event) -> None:
+        await trio.to_thread.run_sync(self.writer.append, list(events))
+
+    # -- recovery --------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Close the attempts and runs that a dead replay left open."""
+        conn = analytics.connect(self.log)
+        try:
+            open_attempts = analytics.open_attempts(conn)
+            open_runs = analytics.open_runs(conn)
+        finally:
+            conn.close()
+        events = [
+            eventlog.Event(
+                type="attempt_interrupted",
+                item_id=row["item_id"],
+                job_id=row["job_id"],
+                correlation_id=row["correlation_id"],
+                run_id=row["run_id"],
+                attempt=row["attempt"],
+                error_type="interrupted",
+                error="the replay running it ended without recording an outcome",
+            )
+            for row in open_attempts
+        ]
+        events += [
+            eventlog.Event(
+                type="run_finished",
+                run_id=run_id,
+                reason="the replay ended without finishing (crash or kill)",
+                data=_encode({"status": "crashed"}).decode(),
+            )
+            for run_id in open_runs
+        ]
+        if events:
+            await self.append(*events)
+            logger.warning(
+                "closed %d attempts and %d runs left open by a replay that died",
+                len(open_attempts),
+                len(open_runs),
+            )
+        self.summary.recovered = len(open_attempts)
+
+    # -- the run ---------------------------------------------------------
+
+    async def execute(self, selection: Selection, *, handle_signals: bool) -> None:
+        started = time.monotonic()
+        conn = analytics.connect(self.log)
+        try:
+            batches = analytics.iter_pending(
+                conn,
+                item_ids=selection.item_ids,
+                job_id=selection.job_id,
+                where=selection.where,
+                limit=selection.limit,
+                include_quarantined=selection.force,
+                batch_size=SELECTION_BATCH,
+            )
+            await self.append(self._run_started(selection))
+            try:
+                async with trio.open_nursery() as outer:
+                    if handle_signals:
+                        outer.start_soon(self._watch_signals, outer.cancel_scope)
+                    await self._run_items(batches)
+                    outer.cancel_scope.cancel()
+            finally:
+                self.summary.duration_s = time.monotonic() - started
+                with trio.CancelScope(shield=True):
+                    await self.append(self._run_finished())
+        finally:
+            conn.close()
+
+    async def _run_items(self, batches: Iterator[list[dict[str, Any]]]) -> None:
+        canary = self.options.canary
+        async with trio.open_nursery() as workers:
+            self.workers = workers.cancel_scope
+            while not self.stopping:
+                batch = await trio.to_thread.run_sync(next, batches, None)
+                if batch is None:
+                    break
+                for row in batch:
+                    if canary is not None and self.summary.selected == canary:
+                        await self._wait_idle()
+                        if not self._canary_passed():
+                            self.summary.canary_failed = True
+                            return
+                        canary = None
+                    await self.slots.acquire()
+                    self.summary.selected += 1
+                    workers.start_soon(self._process_and_release, _item(row))
+        if canary is not None and self.summary.selected and not self._canary_passed():
+            self.summary.canary_failed = True
+
+    async def _wait_idle(self) -> None:
+        """Wait until no attempt is running."""
+        for _ in range(self.options.parallel):
+            await self.slots.acquire()
+        for _ in range(self.options.parallel):
+            self.slots.release()
+
+    def _canary_passed(self) -> bool:
+        done = self.summary.succeeded + self.summary.failed + self.summary.quarantined
+        return done == 0 or self.summary.succeeded / done >= self.options.min_success
+
+    async def _process_and_release(self, item: _Item) -> None:
+        try:
+            await self._process(item)
+        finally:
+            self.slots.release()
+            if self.progress is not None:
+                self.progress(self.summary)
+
+    async def _watch_signals(self, scope: trio.CancelScope) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                if self.stopping:
+                    # A second interrupt: stop at once. The next replay
+                    # records the attempts this one leaves open.
+                    for group in list(self.process_groups):
+                        with contextlib.suppress(OSError):
+                            os.killpg(group, signal.SIGKILL)
+                    os._exit(130)
+                logger.warning(
+                    "%s: stopping; running attempts are being terminated",
+                    signal.Signals(signum).name,
+                )
+                self.stopping = True
+                self.summary.was_interrupted = True
+                scope.cancel()
+
+    # -- one item --------------------------------------------------------
+
+    async def _process(self, item: _Item) -> None:
+        options = self.options
+        for try_number in range(1, options.attempts + 1):
+            if item.budget_used >= options.max_attempts:
+                await self._quarantine(item)
+                return
+            await self.rate.wait()
+            outcome = await self._attempt(item)
+            if outcome is None:
+                return
+            if outcome.succeeded:
+                self.summary.succeeded += 1
+                return
+            if outcome.error_type:
+                self.summary.error_types[outcome.error_type] += 1
+            if item.budget_used >= options.max_attempts:
+                await self._quarantine(item)
+                return
+            if try_number < options.attempts:
+                await trio.sleep(options.backoff_delay(try_number, self.rng))
+        self.summary.failed += 1
+
+    async def _attempt(self, item: _Item) -> Outcome | None:
+        """Run one try of ``item``; None when it could not be run (skipped)."""
+        attempt = item.attempts + 1
+        early: Outcome | None = None
+        try:
+            argv = self._argv(item, attempt)
+        except MissingValueError as exc:
+            argv = []
+            early = Outcome(False, None, None, 0, "validation", str(exc), None)
+        if argv is None:
+            self.summary.skipped += 1
+            logger.warning("skipped %s: it has no recorded command", item.item_id)
+            return None
+
+        event = functools.partial(self._attempt_event, item, attempt)
+        await self.append(event("attempt_started", command=_show(argv)))
+        try:
+            outcome = early or await self._spawn(item, argv, attempt)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self.append(
+                    event(
+                        "attempt_interrupted",
+                        error_type="interrupted",
+                        error="the replay was interrupted",
+                    )
+                )
+            self.summary.interrupted += 1
+            raise
+
+        item.attempts += 1
+        item.budget_used += 1
+        await self.append(
+            event(
+                "attempt_succeeded" if outcome.succeeded else "attempt_failed",
+                exit_code=outcome.exit_code,
+                signal=outcome.signal,
+                duration_ms=outcome.duration_ms,
+                error_type=outcome.error_type,
+                error=outcome.error,
+                output=outcome.output,
+            )
+        )
+        return outcome
+
+    def _attempt_event(
+        self, item: _Item, attempt: int, type: str, **fields: Any
+    ) -> eventlog.Event:
+        return eventlog.Event(
+            type=type,
+            item_id=item.item_id,
+            job_id=item.job_id,
+            correlation_id=item.correlation_id,
+            run_id=self.summary.run_id,
+            attempt=attempt,
+            **fields,
+        )
+
+    def _argv(self, item: _Item, attempt: int) -> list[str] | None:
+        """The argv for this try; None if there is nothing to run.
+
+        Raises:
+            MissingValueError: the payload lacks a value the command names.
+        """
+        if self.template is None:
+            if not item.command:
+                return None
+            return ["/bin/sh", "-c", item.command]
+        values = {
+            "item_id": item.item_id,
+            "job_id": item.job_id or "",
+            "attempt": attempt,
+            "payload": item.payload,
+        }
+        return self.template.render(values)
+
+    async def _spawn(self, item: _Item, argv: list[str], attempt: int) -> Outcome:
+        env = dict(os.environ)
+        env.update(
+            DLQ_ITEM_ID=item.item_id,
+            DLQ_JOB_ID=item.job_id or "",
+            DLQ_CORRELATION_ID=item.correlation_id or "",
+            DLQ_ATTEMPT=str(attempt),
+            DLQ_RUN_ID=self.summary.run_id,
+        )
+        return await run_attempt(
+            argv,
+            stdin=(item.payload or "null").encode("utf-8"),
+            env=env,
+            timeout=self.options.timeout,
+            grace=self.options.grace,
+            process_groups=self.process_groups,
+        )
+
+    async def _quarantine(self, item: _Item) -> None:
+        await self.append(
+            eventlog.Event(
+                type="item_quarantined",
+                item_id=item.item_id,
+                job_id=item.job_id,
+                correlation_id=item.correlation_id,
+                run_id=self.summary.run_id,
+                reason=f"reached {self.options.max_attempts} attempts "
+                "(--max-attempts); requeue it after fixing the cause",
+            )
+        )
+        self.summary.quarantined += 1
+
+    # -- run events ------------------------------------------------------
+
+    def _run_started(self, selection: Selection) -> eventlog.Event:
+        return eventlog.Event(
+            type="run_started",
+            run_id=self.summary.run_id,
+            command=_show(self.options.command) if self.options.command else None,
+            data=_encode(
+                {"options": self.options.as_record(), "selection": _asdict(selection)}
+            ).decode(),
+        )
+
+    def _run_finished(self) -> eventlog.Event:
+        return eventlog.Event(
+            type="run_finished",
+            run_id=self.summary.run_id,
+            duration_ms=round(self.summary.duration_s * 1000),
+            data=_encode(self.summary.as_dict()).decode(),
+        )
+
+
+class _RateLimiter:
+    """At most ``rate`` starts per second, evenly spaced."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.interval = 1.0 / rate if rate else 0.0
+        self.next_start: float | None = None
+        self.lock = trio.Lock()
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        async with self.lock:
+            now = trio.current_time()
+            if self.next_start is not None and self.next_start > now:
+                await trio.sleep_until(self.next_start)
+                now = self.next_start
+            self.next_start = now + self.interval
+
+
+def _item(row: dict[str, Any]) -> _Item:
+    return _Item(
+        item_id=row["item_id"],
+        job_id=row["job_id"],
+        correlation_id=row["correlation_id"],
+        payload=row["payload"],
+        command=row["command"],
+        attempts=row["attempts"] or 0,
+        budget_used=row["budget_used"] or 0,
+    )
+
+
+def _show(argv: tuple[str, ...] | list[str]) -> str:
+    return shlex.join(argv)
+
+
+def _asdict(selection: Selection) -> dict[str, Any]:
+    return {
+        "item_ids": list(selection.item_ids),
+        "job_id": selection.job_id,
+        "where": selection.where,
+        "limit": selection.limit,
+        "force": selection.force,
+    }
