@@ -18,8 +18,8 @@ fmt:
     ruff check --fix .
 
 # Speed and memory figures, each beside its reference measured in the same run.
-bench:
-    python -m bench
+bench *args:
+    python -m bench {{args}}
 
 # Build a sample queue, replay it and show what went wrong.
 demo *args:

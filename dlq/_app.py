@@ -68,7 +68,9 @@ def errors_as_messages(command: Callable[P, R]) -> Callable[P, R]:
         except (eventlog.EventLogError, analytics.AnalyticsError) as exc:
             raise fail(str(exc)) from None
         except OSError as exc:
-            raise fail(f"{exc.strerror or exc} ({exc.filename or 'the log'})") from None
+            if exc.strerror is None:  # raised with a message of our own
+                raise fail(str(exc)) from None
+            raise fail(f"{exc.strerror} ({exc.filename or 'the log'})") from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
@@ -84,6 +86,20 @@ def command(*args: Any, **kwargs: Any) -> Callable[[Callable[P, R]], Callable[P,
         return function
 
     return register
+
+
+def require_text(arguments: dict[str, str | list[str] | None]) -> None:
+    """Refuse an argument that is not UTF-8 text, naming it (exit 2).
+
+    Bytes of the command line that are not UTF-8 arrive as lone surrogates,
+    which neither the log nor DuckDB can encode.
+    """
+    for name, value in arguments.items():
+        for text in [value] if isinstance(value, str) else value or []:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise fail(f"{name} is not valid UTF-8 text", 2) from None
 
 
 @contextmanager
@@ -119,6 +135,17 @@ def add(
     log: LogOption = Path(".dlq"),
 ) -> None:
     """Add one failed item to the queue (or record a new failure of it)."""
+    require_text(
+        {
+            "ITEM_ID": item_id,
+            "--job": job,
+            "--payload": payload,
+            "--error": error,
+            "--error-type": error_type,
+            "--command": command_,
+            "--correlation-id": correlation_id,
+        }
+    )
     record = eventlog.new_record(
         item_id,
         payload=payload,
@@ -183,6 +210,7 @@ def list_(
     log: LogOption = Path(".dlq"),
 ) -> None:
     """List items with their current state."""
+    require_text({"--status": status, "--where": where})
     with connection(log) as conn:
         table = analytics.list_items(
             conn, statuses=status or (), where=where, limit=limit
@@ -202,6 +230,7 @@ def show(
     log: LogOption = Path(".dlq"),
 ) -> None:
     """Show an item's state and its whole history."""
+    require_text({"ITEM_ID": item_id})
     with connection(log) as conn:
         history = analytics.show_item(conn, item_id)
     if history is None:
@@ -228,6 +257,7 @@ def query(
     log: LogOption = Path(".dlq"),
 ) -> None:
     """Run read-only SQL over the views `events` and `items`."""
+    require_text({"SQL": sql})
     if format_ not in _render.FORMATS:
         raise fail(
             f"unknown --format {format_!r}; use one of {', '.join(_render.FORMATS)}", 2

@@ -21,7 +21,10 @@ _json = msgspec.json.Encoder()
 def to_plain(value: Any) -> Any:
     """A value as JSON-friendly data (timestamps become RFC 3339 strings)."""
     if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        # Always six digits, as the log stores times: isoformat() would drop
+        # them at a whole second, and such a time would neither match its
+        # stored text nor sort among the others.
+        return value.isoformat(timespec="microseconds").replace("+00:00", "Z")
     if isinstance(value, dict):
         return {key: to_plain(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -28,6 +29,7 @@ from eventlog._event import (
     SCHEMA_VERSION,
     Event,
     canonical_bytes,
+    chain_hash,
     format_ts_us,
 )
 from eventlog._files import create_locked, publish
@@ -218,41 +220,153 @@ def import_records(log: EventLog, stream: BinaryIO, *, source: str) -> ImportRes
         InvalidRecordError: a line is invalid; nothing was imported.
         OSError: the disk refused the write; nothing was imported.
     """
-    known = log.failure_ids()
-    batch = _Batch(Stamper())
-    name = f"{batch.stamper.writer_id}-000001"
+    stamper = Stamper()
+    name = f"{stamper.writer_id}-000001"
     tmp = log.staging_path(f"{name}.parquet")
-    imported = duplicates = 0
+    counts = {"imported": 0, "duplicates": 0}
     fd = create_locked(tmp)  # the lock marks the file as in use for `compact`
     try:
         with _gc_paused(), _BackgroundParquet(tmp) as out:
-            for number, line in iter_lines(stream):
-                record = parse_record(line, source, number)
-                if record.failure_id is not None:
-                    if record.failure_id in known:
-                        duplicates += 1
-                        continue
-                    known.add(record.failure_id)
-                try:
-                    batch.add(record)
-                except UnicodeDecodeError:
-                    # Only the payload is kept as raw bytes, unchecked so far.
-                    problem = "`payload` is not valid UTF-8 text"
-                    raise InvalidRecordError(source, number, problem) from None
-                if len(batch) >= _BATCH:
-                    imported += len(batch)
-                    out.write(batch.take_table())
-            if len(batch):
-                imported += len(batch)
-                out.write(batch.take_table())
+            records = _new_records(stream, source, log.failure_ids(), counts)
+            for table in _stamp_in_batches(records, stamper):
+                counts["imported"] += table.num_rows
+                out.write(table)
         os.fsync(fd)
-        if imported:
+        if counts["imported"]:
             publish(tmp, log.segment_path(name, sealed=True))
     finally:
         os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    return ImportResult(imported=imported, duplicates=duplicates)
+    return ImportResult(imported=counts["imported"], duplicates=counts["duplicates"])
+
+
+def _new_records(
+    stream: BinaryIO, source: str, known: set[str], counts: dict[str, int]
+) -> Iterator[tuple[EnqueueRecord, str | None]]:
+    """Valid records not yet in the log, each with its payload as text."""
+    for number, line in iter_lines(stream):
+        record = parse_record(line, source, number)
+        if record.failure_id is not None:
+            if record.failure_id in known:
+                counts["duplicates"] += 1
+                continue
+            known.add(record.failure_id)
+        try:
+            payload = bytes(record.payload).decode("utf-8") or None
+        except UnicodeDecodeError:
+            problem = "`payload` is not valid UTF-8 text"
+            raise InvalidRecordError(source, number, problem) from None
+        yield record, payload
+
+
+# The columns whose values differ between the enqueue events of an import,
+# in the order _stamp_in_batches gathers them.
+_VARYING = (
+    "event_id",
+    "item_id",
+    "job_id",
+    "correlation_id",
+    "payload",
+    "command",
+    "exit_code",
+    "signal",
+    "error_type",
+    "error",
+    "output",
+    "failure_id",
+    "seq",
+    "hash",
+)
+
+
+def _stamp_in_batches(
+    records: Iterator[tuple[EnqueueRecord, str | None]], stamper: Stamper
+) -> Iterator[pa.Table]:
+    """Stamp ``records`` as enqueue events, one Arrow table per batch.
+
+    Each event gets its own id, sequence number and chained hash, exactly as
+    :class:`LogWriter` would stamp it (the hash covers the same canonical
+    values); the events of one batch share the moment the batch began.
+    """
+    # This loop runs once per imported item, so it is written flat, with
+    # every name it uses bound locally: that is a third faster than calling
+    # helpers, and the import rate depends on it.
+    canonical, link = canonical_bytes, chain_hash
+    user, host, pid, writer = stamper.user, stamper.host, stamper.pid, stamper.writer_id
+    while True:
+        micros = max(time.time_ns() // 1000, stamper.last_us)
+        stamper.last_us = micros
+        ts = format_ts_us(micros)
+        id_prefix = f"{micros:013x}-{writer}-"
+        columns: list[list[Any]] = [[] for _ in _VARYING]
+        (
+            add_event_id, add_item_id, add_job_id, add_correlation_id, add_payload,
+            add_command, add_exit_code, add_signal, add_error_type, add_error,
+            add_output, add_failure_id, add_seq, add_hash,
+        ) = [column.append for column in columns]  # fmt: skip
+        seq = stamper.seq
+        prev = stamper.prev_hash
+        for record, payload in itertools.islice(records, _BATCH):
+            seq += 1
+            event_id = f"{id_prefix}{seq:08x}"
+            item_id = record.item_id
+            job_id = record.job_id if record.job_id is not None else "default"
+            correlation_id = record.correlation_id or item_id
+            values = (
+                SCHEMA_VERSION, event_id, ts, "item_enqueued", item_id, job_id,
+                correlation_id, None, None, payload, record.command,
+                record.exit_code, record.signal, None, record.error_type,
+                record.error, record.output, record.failure_id, None, None, user,
+                host, pid, writer, seq,
+            )  # fmt: skip
+            prev = link(prev, canonical(values))
+            add_event_id(event_id)
+            add_item_id(item_id)
+            add_job_id(job_id)
+            add_correlation_id(correlation_id)
+            add_payload(payload)
+            add_command(record.command)
+            add_exit_code(record.exit_code)
+            add_signal(record.signal)
+            add_error_type(record.error_type)
+            add_error(record.error)
+            add_output(record.output)
+            add_failure_id(record.failure_id)
+            add_seq(seq)
+            add_hash(prev)
+        stamper.seq = seq
+        stamper.prev_hash = prev
+        count = len(columns[0])
+        if count:
+            yield _enqueue_table(columns, micros, stamper)
+        if count < _BATCH:
+            return
+
+
+def _enqueue_table(columns: list[list[Any]], micros: int, stamper: Stamper) -> pa.Table:
+    """A batch's gathered columns, with the constant ones, as an Arrow table."""
+    count = len(columns[0])
+    constant = {
+        "v": SCHEMA_VERSION,
+        "ts": micros,
+        "type": "item_enqueued",
+        "user": stamper.user,
+        "host": stamper.host,
+        "pid": stamper.pid,
+        "writer": stamper.writer_id,
+    }
+    varying = dict(zip(_VARYING, columns, strict=True))
+    arrays = []
+    for field in ARROW_SCHEMA:
+        if field.name in varying:
+            array = pa.array(varying[field.name], type=field.type)
+        elif field.name in constant:
+            array = pa.repeat(pa.scalar(constant[field.name], type=field.type), count)
+        else:
+            array = pa.nulls(count, type=field.type)
+        arrays.append(array)
+    return pa.Table.from_arrays(arrays, schema=ARROW_SCHEMA)
 
 
 class _BackgroundParquet:
@@ -299,96 +413,3 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-class _Batch:
-    """Enqueue events of an import, stamped and gathered for one row group.
-
-    All events of one batch share the moment it was started; each still has
-    its own id, sequence number and chained hash, exactly as a
-    :class:`LogWriter` would have stamped them. Values are gathered column by
-    column, since that is how they are written.
-    """
-
-    # The columns whose values differ between the events of an import.
-    VARYING = (
-        "event_id",
-        "item_id",
-        "job_id",
-        "correlation_id",
-        "payload",
-        "command",
-        "exit_code",
-        "signal",
-        "error_type",
-        "error",
-        "output",
-        "failure_id",
-        "seq",
-        "hash",
-    )
-
-    def __init__(self, stamper: Stamper) -> None:
-        self.stamper = stamper
-        self.columns: list[list[Any]] = [[] for _ in self.VARYING]
-        self._start()
-
-    def __len__(self) -> int:
-        return len(self.columns[0])
-
-    def _start(self) -> None:
-        stamper = self.stamper
-        self.micros = max(time.time_ns() // 1000, stamper.last_us)
-        stamper.last_us = self.micros
-        self.ts = format_ts_us(self.micros)
-        self.id_prefix = f"{self.micros:013x}-{stamper.writer_id}-"
-
-    def add(self, record: EnqueueRecord) -> None:
-        stamper = self.stamper
-        stamper.seq += 1
-        seq = stamper.seq
-        event_id = f"{self.id_prefix}{seq:08x}"
-        job_id, correlation_id, payload = _defaults(record)
-        values = (
-            SCHEMA_VERSION, event_id, self.ts, "item_enqueued", record.item_id,
-            job_id, correlation_id, None, None, payload, record.command,
-            record.exit_code, record.signal, None, record.error_type, record.error,
-            record.output, record.failure_id, None, None, stamper.user,
-            stamper.host, stamper.pid, stamper.writer_id, seq,
-        )  # fmt: skip
-        varying = (
-            event_id, record.item_id, job_id, correlation_id, payload,
-            record.command, record.exit_code, record.signal, record.error_type,
-            record.error, record.output, record.failure_id, seq,
-            stamper.link(canonical_bytes(values)),
-        )  # fmt: skip
-        for column, value in zip(self.columns, varying, strict=True):
-            column.append(value)
-
-    def take_table(self) -> pa.Table:
-        """The gathered events as an Arrow table; the batch starts afresh."""
-        count = len(self)
-        stamper = self.stamper
-        constant = {
-            "v": SCHEMA_VERSION,
-            "ts": self.micros,
-            "type": "item_enqueued",
-            "user": stamper.user,
-            "host": stamper.host,
-            "pid": stamper.pid,
-            "writer": stamper.writer_id,
-        }
-        varying = dict(zip(self.VARYING, self.columns, strict=True))
-        arrays = []
-        for field in ARROW_SCHEMA:
-            if field.name in varying:
-                array = pa.array(varying[field.name], type=field.type)
-            elif field.name in constant:
-                scalar = pa.scalar(constant[field.name], type=field.type)
-                array = pa.repeat(scalar, count)
-            else:
-                array = pa.nulls(count, type=field.type)
-            arrays.append(array)
-        self.columns = [[] for _ in self.VARYING]
-        self._start()
-        return pa.Table.from_arrays(arrays, schema=ARROW_SCHEMA)

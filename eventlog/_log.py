@@ -20,6 +20,7 @@ import contextlib
 import io
 import logging
 import os
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ import pyarrow.parquet as pq
 from eventlog._errors import DamagedLogError, LogBusyError, LogNotFoundError
 from eventlog._event import ARROW_SCHEMA, decode_line
 from eventlog._files import (
+    create_locked,
     fsync_dir,
     is_held_by_someone,
     publish,
@@ -187,17 +189,22 @@ class EventLog:
         if final.exists():
             _remove(live)
             return False
-        if not live.exists():
-            return False
-        table = read_live_segment(live)
-        tmp = self.staging_path(f".{name}.parquet.{os.getpid()}")
+        try:
+            table = read_live_segment(live)
+        except FileNotFoundError:
+            return False  # not live, or another process sealed it meanwhile
+        # Locked while it exists, so that another process's seal_abandoned
+        # does not take it for a leftover; named uniquely, since two threads
+        # may seal the same segment at once.
+        tmp = self.staging_path(f".{name}.parquet.{secrets.token_hex(6)}")
+        fd = create_locked(tmp)
         try:
             pq.write_table(table, tmp, compression="zstd")
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
+            os.fsync(fd)
             publish(tmp, final)
         finally:
             _remove(tmp)
+            os.close(fd)
         _remove(live)
         logger.debug("sealed segment %s (%d events)", name, table.num_rows)
         return True

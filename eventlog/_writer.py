@@ -60,6 +60,8 @@ def _check_integers(event: Event) -> None:
     segment unreadable."""
     for name, bits in _INTEGER_BITS:
         value = getattr(event, name)
+        if isinstance(value, bool):  # an int to Python and mypy, not to Arrow
+            raise ValueError(f"`{name}` is {value}, not an integer")
         if value is not None and not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
             raise ValueError(
                 f"`{name}` is {value}, outside the {bits}-bit range the log stores"

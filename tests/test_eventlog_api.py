@@ -1,0 +1,68 @@
+"""The public face of ``eventlog``: the names it exports and its error tree."""
+
+from __future__ import annotations
+
+import inspect
+
+import eventlog
+
+PUBLIC_NAMES = {
+    "ARROW_SCHEMA",
+    "DamagedLogError",
+    "EVENT_TYPES",
+    "EnqueueRecord",
+    "Event",
+    "EventLog",
+    "EventLogError",
+    "FIELD_NAMES",
+    "GENESIS_HASH",
+    "ImportResult",
+    "InvalidItemError",
+    "InvalidRecordError",
+    "LogBusyError",
+    "LogNotFoundError",
+    "LogWriter",
+    "SCHEMA_VERSION",
+    "Segment",
+    "WriterFailedError",
+    "canonical_bytes",
+    "chain_hash",
+    "check_record",
+    "enqueue_event",
+    "enqueue_items",
+    "event_from_row",
+    "format_ts",
+    "import_records",
+    "new_record",
+    "read_live_segment",
+}
+
+
+def test_package_exports_exactly_its_public_names() -> None:
+    assert set(eventlog.__all__) == PUBLIC_NAMES
+    assert len(eventlog.__all__) == len(PUBLIC_NAMES)
+    for name in PUBLIC_NAMES:
+        assert hasattr(eventlog, name), name
+
+
+def test_every_error_derives_from_the_package_base() -> None:
+    errors = [
+        value
+        for value in vars(eventlog).values()
+        if inspect.isclass(value) and issubclass(value, Exception)
+    ]
+
+    assert len(errors) >= 6
+    assert all(issubclass(error, eventlog.EventLogError) for error in errors)
+
+
+def test_every_exported_function_and_class_has_a_docstring() -> None:
+    exported = {name: getattr(eventlog, name) for name in eventlog.__all__}
+    undocumented = [
+        name
+        for name, value in exported.items()
+        if (inspect.isfunction(value) or inspect.isclass(value))
+        and not inspect.getdoc(value)
+    ]
+
+    assert undocumented == []
