@@ -73,35 +73,36 @@ class ImportResult:
 
 def check_record(record: EnqueueRecord) -> str | None:
     """Return what is wrong with a record, or None if it is valid."""
-    # Spelled out rather than looped: this runs once per imported line.
-    problem = _check_id("item_id", record.item_id)
-    if problem is None and record.job_id is not None:
-        problem = _check_id("job_id", record.job_id)
-    if problem is None and record.correlation_id is not None:
-        problem = _check_id("correlation_id", record.correlation_id)
-    if problem is None and record.failure_id is not None:
-        problem = _check_id("failure_id", record.failure_id)
-    if problem is None and record.exit_code is not None:
-        problem = _check_int64("exit_code", record.exit_code)
-    if problem is None and record.signal is not None:
-        problem = _check_int64("signal", record.signal)
-    return problem
+    # The fields every record has are checked without a loop: this runs once
+    # per imported line.
+    if _bad_id(record.item_id):
+        return _id_problem("item_id", record.item_id)
+    if record.job_id is not None and _bad_id(record.job_id):
+        return _id_problem("job_id", record.job_id)
+    for field in ("correlation_id", "failure_id"):
+        value = getattr(record, field)
+        if value is not None and _bad_id(value):
+            return _id_problem(field, value)
+    for field in ("exit_code", "signal"):
+        number = getattr(record, field)
+        if number is not None and not _INT64_MIN <= number <= _INT64_MAX:
+            return f"`{field}` is {number}, outside the 64-bit range the log stores"
+    return None
 
 
-def _check_id(field: str, value: str) -> str | None:
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _bad_id(value: str) -> bool:
+    return not value or len(value) > 1024 or "\x00" in value or value.isspace()
+
+
+def _id_problem(field: str, value: str) -> str:
     if len(value) > 1024:
         return f"`{field}` is longer than 1024 characters"
     if "\x00" in value:
         return f"`{field}` must not contain a NUL character"
-    if value.isspace() or not value:
-        return f"`{field}` must not be empty"
-    return None
-
-
-def _check_int64(field: str, value: int) -> str | None:
-    if -(2**63) <= value < 2**63:
-        return None
-    return f"`{field}` is {value}, outside the 64-bit range the log stores"
+    return f"`{field}` must not be empty"
 
 
 def enqueue_event(record: EnqueueRecord) -> Event:
@@ -206,7 +207,7 @@ def iter_lines(stream: BinaryIO) -> Iterable[tuple[int, bytes]]:
         if len(line) > MAX_RECORD_BYTES and not line.endswith(b"\n"):
             yield number, line  # parse_record refuses it by its size
             return
-        if line.strip():
+        if not line.isspace():
             yield number, line
 
 
