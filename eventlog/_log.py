@@ -224,12 +224,14 @@ class EventLog:
                 continue
             if self.seal(segment.name):
                 count += 1
-        self._clean_staging()
+        self._clean_leftovers()
         return count
 
-    def _clean_staging(self) -> None:
-        """Remove files that interrupted imports and seals left aside."""
+    def _clean_leftovers(self) -> None:
+        """Remove what interrupted imports, seals and segment creations left."""
         for path in (self.path / STAGING).iterdir():
+            remove_unheld(path)
+        for path in (self.path / SEGMENTS).glob(".*.jsonl"):
             remove_unheld(path)
 
     # -- locks -----------------------------------------------------------

@@ -18,10 +18,9 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import BinaryIO
 
-from eventlog._errors import LogBusyError, WriterFailedError
+from eventlog._errors import WriterFailedError
 from eventlog._event import (
     GENESIS_HASH,
     Event,
@@ -32,7 +31,7 @@ from eventlog._event import (
     format_ts_us,
     make_event_id,
 )
-from eventlog._files import fsync_dir, try_flock
+from eventlog._files import create_locked, fsync_dir
 from eventlog._log import EventLog
 
 logger = logging.getLogger("eventlog")
@@ -121,6 +120,7 @@ class LogWriter:
         self._segment_max_bytes = segment_max_bytes
         self._segment_no = 0
         self._file: BinaryIO | None = None
+        self._segment_name = ""
         self._size = 0
         self._cond = threading.Condition()
         self._pending: list[bytes] = []
@@ -246,16 +246,13 @@ class LogWriter:
         path = self.log.segment_path(name, sealed=False)
         # Lock the file under a hidden name before giving it its own: a live
         # segment that is visible but not locked looks abandoned, and
-        # `seal_abandoned` would seal and remove it under this writer.
-        # Limitation: a crash between the two steps leaves an empty hidden
-        # file that nothing removes, because removing it safely needs a lock
-        # taken before the file has any name (O_TMPFILE and linkat would do).
+        # `seal_abandoned` would seal and remove it under this writer. An empty
+        # hidden file left by a crash between the two steps is unlocked, and
+        # `seal_abandoned` removes it.
         hidden = path.with_name(f".{path.name}")
-        fh = open(hidden, "xb", buffering=0)  # noqa: SIM115 - kept open for appends
-        if not try_flock(fh.fileno()):
-            fh.close()
-            raise LogBusyError(f"segment {path} is locked by another writer")
+        fh = os.fdopen(create_locked(hidden), "wb", buffering=0)
         os.rename(hidden, path)
+        self._segment_name = name
         fsync_dir(path.parent)
         self._file = fh
         self._size = 0
@@ -264,8 +261,7 @@ class LogWriter:
         fh, self._file = self._file, None
         if fh is None:
             return
-        # The file was opened under its hidden name (see _open_segment).
-        name = Path(fh.name).name.removeprefix(".").removesuffix(".jsonl")
+        name = self._segment_name
         fh.close()
         if seal:
             try:

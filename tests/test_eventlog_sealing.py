@@ -7,6 +7,7 @@ the state a crash after one of those steps leaves, and reads the log.
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import subprocess
 import sys
@@ -138,3 +139,29 @@ def test_seal_abandoned_leaves_a_running_writers_segment_live(log: EventLog) -> 
         "run_started",
         "run_finished",
     ]
+
+
+def test_seal_abandoned_removes_an_unlocked_hidden_segment_a_crash_left(
+    log: EventLog,
+) -> None:
+    # A writer creates its segment under a hidden name, locks it, then renames
+    # it; a crash between the steps leaves an empty hidden file behind.
+    leftover = log.path / "segments" / ".0123456789ab-000001.jsonl"
+    leftover.write_bytes(b"")
+
+    log.seal_abandoned()
+
+    assert not leftover.exists()
+    assert log.segments() == []
+
+
+def test_seal_abandoned_keeps_a_hidden_segment_its_writer_still_holds(
+    log: EventLog,
+) -> None:
+    hidden = log.path / "segments" / ".0123456789ab-000001.jsonl"
+    with hidden.open("wb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+
+        log.seal_abandoned()
+
+        assert hidden.exists()
