@@ -148,12 +148,12 @@ def test_seal_abandoned_removes_an_unlocked_hidden_segment_a_crash_left(
     # it; a crash between the steps leaves an empty hidden file behind.
     leftover = log.path / "segments" / ".0123456789ab-000001.jsonl"
     leftover.write_bytes(b"")
-    before = log.segments()
+    before = stored_events(log)
 
     log.seal_abandoned()
 
     assert not leftover.exists()
-    assert log.segments() == before
+    assert stored_events(log) == before
 
 
 def test_seal_abandoned_keeps_a_hidden_segment_its_writer_still_holds(
