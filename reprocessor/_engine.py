@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import os
 import random
@@ -179,6 +180,7 @@ class _Run:
         self.slots = trio.Semaphore(options.parallel)
         self.rate = _RateLimiter(options.rate)
         self.stopping = False
+        self.force = False
         self.process_groups: set[int] = set()
 
     async def append(self, *events: eventlog.Event) -> None:
@@ -228,6 +230,7 @@ class _Run:
     # -- the run ---------------------------------------------------------
 
     async def execute(self, selection: Selection, *, handle_signals: bool) -> None:
+        self.force = selection.force
         started = time.monotonic()
         conn = analytics.connect(self.log)
         try:
@@ -240,12 +243,20 @@ class _Run:
                 include_quarantined=selection.force,
                 batch_size=SELECTION_BATCH,
             )
+            # The first batch runs the selection's SQL: a bad --where must fail
+            # before a run is recorded, or the log would show a run that passed.
+            first = await trio.to_thread.run_sync(next, batches, None)
+            batches = itertools.chain([first] if first is not None else [], batches)
             await self.append(self._run_started(selection))
             try:
                 async with trio.open_nursery() as outer:
+                    # A signal cancels only the work: the watcher must live on
+                    # to hear a second Ctrl-C while running attempts are stopped.
+                    work = trio.CancelScope()
                     if handle_signals:
-                        outer.start_soon(self._watch_signals, outer.cancel_scope)
-                    await self._run_items(batches)
+                        outer.start_soon(self._watch_signals, work)
+                    with work:
+                        await self._run_items(batches)
                     outer.cancel_scope.cancel()
             finally:
                 self.summary.duration_s = time.monotonic() - started
@@ -315,11 +326,17 @@ class _Run:
     # -- one item --------------------------------------------------------
 
     async def _process(self, item: _Item) -> None:
+        """Try ``item`` up to ``--attempts`` times, within its lifetime budget.
+
+        An item whose budget (``--max-attempts``) is spent is quarantined
+        without running, unless the selection forces quarantined items: then
+        it gets this run's tries, and is quarantined again if all fail.
+        """
         options = self.options
+        if item.budget_used >= options.max_attempts and not self.force:
+            await self._quarantine(item)
+            return
         for try_number in range(1, options.attempts + 1):
-            if item.budget_used >= options.max_attempts:
-                await self._quarantine(item)
-                return
             await self.rate.wait()
             outcome = await self._attempt(item)
             if outcome is None:
@@ -329,10 +346,13 @@ class _Run:
                 return
             if outcome.error_type:
                 self.summary.error_types[outcome.error_type] += 1
-            if item.budget_used >= options.max_attempts:
+            last_try = try_number == options.attempts
+            if item.budget_used >= options.max_attempts and (
+                last_try or not self.force
+            ):
                 await self._quarantine(item)
                 return
-            if try_number < options.attempts:
+            if not last_try:
                 await trio.sleep(options.backoff_delay(try_number, self.rng))
         self.summary.failed += 1
 
