@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from typing import Any
@@ -20,8 +19,6 @@ from rich.progress import (
 import eventlog
 import reprocessor
 from dlq import _render
-
-logger = logging.getLogger("dlq")
 
 # Without a terminal, one progress line is logged at most this often.
 _LOG_EVERY_S = 10.0
@@ -53,15 +50,16 @@ def _with_bar(
     )
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("replay", total=None, detail="")
+        started = time.monotonic()
 
         def show(summary: reprocessor.ReplaySummary) -> None:
             done = summary.succeeded + summary.failed + summary.quarantined
+            rate = done / max(time.monotonic() - started, 1e-9)
             bar.update(
                 task,
                 completed=done,
-                total=summary.selected if summary.selected > done else None,
-                detail=f"ok {summary.succeeded}  failed {summary.failed}  "
-                f"{summary.throughput:.1f}/s",
+                total=summary.expected,
+                detail=f"ok {summary.succeeded}  failed {summary.failed}  {rate:.1f}/s",
             )
 
         return trio.run(
@@ -74,7 +72,7 @@ def _with_log_lines(
     options: reprocessor.ReplayOptions,
     selection: reprocessor.Selection,
 ) -> reprocessor.ReplaySummary:
-    last = time.monotonic()
+    started = last = time.monotonic()
 
     def show(summary: reprocessor.ReplaySummary) -> None:
         nonlocal last
@@ -82,13 +80,13 @@ def _with_log_lines(
         if now - last < _LOG_EVERY_S:
             return
         last = now
-        logger.info(
-            "replay: %d done of %d selected, %d succeeded, %d failed, %.1f items/s",
-            summary.succeeded + summary.failed + summary.quarantined,
-            summary.selected,
-            summary.succeeded,
-            summary.failed,
-            summary.throughput,
+        done = summary.succeeded + summary.failed + summary.quarantined
+        print(
+            f"replay: {done} done of {summary.expected}, "
+            f"{summary.succeeded} succeeded, {summary.failed} failed, "
+            f"{done / (now - started):.1f} items/s",
+            file=sys.stderr,
+            flush=True,
         )
 
     return trio.run(lambda: reprocessor.replay(log, options, selection, progress=show))

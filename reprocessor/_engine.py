@@ -57,6 +57,7 @@ class ReplaySummary:
     recovered: int = 0
     canary_failed: bool = False
     was_interrupted: bool = False
+    expected: int | None = None  # items selected in all, when counted up front
     duration_s: float = 0.0
     error_types: Counter[str] = field(default_factory=Counter)
 
@@ -234,6 +235,17 @@ class _Run:
         started = time.monotonic()
         conn = analytics.connect(self.log)
         try:
+            if self.progress is not None:
+                # Only a progress display needs the total in advance.
+                self.summary.expected, _ = analytics.count_pending(
+                    conn,
+                    item_ids=selection.item_ids,
+                    job_id=selection.job_id,
+                    where=selection.where,
+                    limit=selection.limit,
+                    include_quarantined=selection.force,
+                    sample=0,
+                )
             batches = analytics.iter_pending(
                 conn,
                 item_ids=selection.item_ids,
