@@ -80,6 +80,9 @@ def connect(
     conn = duckdb.connect(":memory:", config=_CONFIG)
     try:
         conn.execute("SET TimeZone = 'UTC'")
+        # DuckDB draws a progress bar on stdout for long queries, which would
+        # corrupt the data a command prints there.
+        conn.execute("SET enable_progress_bar = false")
         conn.register(_LIVE_TABLE, live)
         conn.execute(_base_view_sql(parquet_files, as_of))
         conn.execute(EVENTS_VIEW)

@@ -381,7 +381,7 @@ def replay(
     options = reprocessor.ReplayOptions(
         command=tuple(command_ or ()),
         shell=shell,
-        parallel=parallel or (os.cpu_count() or 1),
+        parallel=parallel if parallel is not None else (os.cpu_count() or 1),
         timeout=timeout,
         attempts=attempts,
         backoff=backoff,  # type: ignore[arg-type]  # checked by options.check()
