@@ -369,7 +369,7 @@ def replay(
         float, typer.Option(help="Fraction of canary items that must succeed.")
     ] = 1.0,
     shell: Annotated[
-        bool, typer.Option(help="Run COMMAND with sh -c; values are shell-quoted.")
+        bool, typer.Option(help="Run COMMAND with sh -c; values reach it as variables.")
     ] = False,
     json: JsonOption = False,
     log: LogOption = Path(".dlq"),

@@ -5,10 +5,11 @@ A template is an argv whose arguments may hold placeholders: ``{item_id}``,
 ``{payload.KEY.SUBKEY}`` (one value inside it; a string as it is, anything
 else as JSON). ``{{`` and ``}}`` stand for literal braces; braces around
 anything that is not a name (``{ a; b; }``, ``${HOME}``) are left as they
-are. The argv is run
-directly, never through a shell, so no value can inject a command; with
-``shell=True`` the template is one ``sh -c`` string and every substituted
-value is shell-quoted.
+are. The argv is run directly, never through a shell, so no value can
+inject a command. With ``shell=True`` the template is one ``sh -c`` script
+in which each placeholder becomes ``"${DLQ_VALUE_n}"``, a quoted reference
+to an environment variable that holds the value: the shell expands it but
+never parses it as code.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -27,6 +28,9 @@ from reprocessor._errors import ReplayUsageError
 # program, ``${VAR}``) are left as they are. ``{{`` and ``}}`` are literal.
 _FIELD = re.compile(r"\{\{|\}\}|(?<!\$)\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 _NAMES = ("item_id", "job_id", "attempt", "payload")
+_BRACES = {"{{": "{", "}}": "}"}
+# How a shell script refers to a value's variable, by the quotes around it.
+_REFERENCE = {"": '"${NAME}"', '"': "${NAME}", "'": "'\"${NAME}\"'"}
 
 
 class MissingValueError(Exception):
@@ -56,17 +60,73 @@ class CommandTemplate:
             return cls((" ".join(argv),), shell=True)
         return cls(tuple(argv))
 
-    def render(self, item: Mapping[str, Any]) -> list[str]:
-        """The argv to run for ``item`` (its id, job, attempt and payload text).
+    def render(self, item: Mapping[str, Any]) -> Command:
+        """What to run for ``item`` (its id, job, attempt and payload text).
 
         Raises:
             MissingValueError: the payload lacks a key the template names.
         """
-        values = _Values(item, quote=self.shell)
-        filled = [_FIELD.sub(values.replace, arg) for arg in self.argv]
-        if self.shell:
-            return ["/bin/sh", "-c", filled[0]]
-        return filled
+        values = _Values(item)
+        if not self.shell:
+            return Command([_FIELD.sub(values.replace, arg) for arg in self.argv])
+        # The shell never parses a value: each placeholder becomes a
+        # reference to an environment variable holding it, quoted to suit
+        # where it stands, which is safe even inside quotes the template put
+        # around it (`echo "{payload.name}"`), where a pasted, shell-quoted
+        # value would not be. The shown form pastes the values, for people.
+        script = _shell_script(self.argv[0], values)
+        shown = _FIELD.sub(values.quoted, self.argv[0])
+        return Command(["/bin/sh", "-c", script], values.env, shown)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One item's command: its argv, extra environment, and how to show it."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    shown: str | None = None
+
+    def __str__(self) -> str:
+        return self.shown if self.shown is not None else shlex.join(self.argv)
+
+
+def _shell_script(template: str, values: _Values) -> str:
+    """``template`` with each placeholder made a reference to a variable.
+
+    The reference depends on the quoting around it: ``"${V}"`` outside
+    quotes, ``${V}`` inside double quotes, and ``'"${V}"'`` inside single
+    quotes (closing them, expanding, and opening them again), so that the
+    value arrives whole and unchanged wherever the placeholder stands.
+    """
+    out: list[str] = []
+    quote = ""  # the quote character we are inside, if any
+    position = 0
+    for match in _FIELD.finditer(template):
+        quote = _quote_after(template[position : match.start()], quote)
+        out.append(template[position : match.start()])
+        position = match.end()
+        if match.group(0) in _BRACES:
+            out.append(_BRACES[match.group(0)])
+            continue
+        out.append(_REFERENCE[quote].replace("NAME", values.variable(match)))
+    out.append(template[position:])
+    return "".join(out)
+
+
+def _quote_after(text: str, quote: str) -> str:
+    """The shell quoting in force after ``text``, starting inside ``quote``."""
+    escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quote != "'":
+            escaped = True
+        elif quote == "" and char in "'\"":
+            quote = char
+        elif char == quote:
+            quote = ""
+    return quote
 
 
 def _check(match: re.Match[str], arg: str) -> None:
@@ -83,19 +143,24 @@ def _check(match: re.Match[str], arg: str) -> None:
 
 
 class _Values:
-    def __init__(self, item: Mapping[str, Any], *, quote: bool) -> None:
+    def __init__(self, item: Mapping[str, Any]) -> None:
         self.item = item
-        self.quote = quote
+        self.env: dict[str, str] = {}
         self._payload: Any = msgspec.UNSET
 
     def replace(self, match: re.Match[str]) -> str:
-        text = match.group(0)
-        if text == "{{":
-            return "{"
-        if text == "}}":
-            return "}"
-        value = self.lookup(match.group(1))
-        return shlex.quote(value) if self.quote else value
+        """The value itself, for an argv run without a shell."""
+        return _BRACES.get(match.group(0)) or self.lookup(match.group(1))
+
+    def quoted(self, match: re.Match[str]) -> str:
+        """The value shell-quoted, for showing a shell command to people."""
+        return _BRACES.get(match.group(0)) or shlex.quote(self.lookup(match.group(1)))
+
+    def variable(self, match: re.Match[str]) -> str:
+        """The name of a new environment variable holding the value."""
+        name = f"DLQ_VALUE_{len(self.env)}"
+        self.env[name] = self.lookup(match.group(1))
+        return name
 
     def lookup(self, name: str) -> str:
         if name in ("item_id", "job_id", "attempt"):

@@ -32,7 +32,7 @@ import trio
 import analytics
 import eventlog
 from reprocessor._attempt import Outcome, run_attempt
-from reprocessor._command import CommandTemplate, MissingValueError
+from reprocessor._command import Command, CommandTemplate, MissingValueError
 from reprocessor._options import ReplayOptions, Selection
 
 logger = logging.getLogger("reprocessor")
@@ -373,19 +373,19 @@ class _Run:
         attempt = item.attempts + 1
         early: Outcome | None = None
         try:
-            argv = self._argv(item, attempt)
+            command = self._command(item, attempt)
         except MissingValueError as exc:
-            argv = []
+            command = Command([])
             early = Outcome(False, None, None, 0, "validation", str(exc), None)
-        if argv is None:
+        if command is None:
             self.summary.skipped += 1
             logger.warning("skipped %s: it has no recorded command", item.item_id)
             return None
 
         event = functools.partial(self._attempt_event, item, attempt)
-        await self.append(event("attempt_started", command=_show(argv)))
+        await self.append(event("attempt_started", command=str(command)))
         try:
-            outcome = early or await self._spawn(item, argv, attempt)
+            outcome = early or await self._spawn(item, command, attempt)
         except BaseException:
             with trio.CancelScope(shield=True):
                 await self.append(
@@ -426,8 +426,8 @@ class _Run:
             **fields,
         )
 
-    def _argv(self, item: _Item, attempt: int) -> list[str] | None:
-        """The argv for this try; None if there is nothing to run.
+    def _command(self, item: _Item, attempt: int) -> Command | None:
+        """What to run for this try; None if there is nothing to run.
 
         Raises:
             MissingValueError: the payload lacks a value the command names.
@@ -435,7 +435,7 @@ class _Run:
         if self.template is None:
             if not item.command:
                 return None
-            return ["/bin/sh", "-c", item.command]
+            return Command(["/bin/sh", "-c", item.command], shown=item.command)
         values = {
             "item_id": item.item_id,
             "job_id": item.job_id or "",
@@ -444,8 +444,9 @@ class _Run:
         }
         return self.template.render(values)
 
-    async def _spawn(self, item: _Item, argv: list[str], attempt: int) -> Outcome:
+    async def _spawn(self, item: _Item, command: Command, attempt: int) -> Outcome:
         env = dict(os.environ)
+        env.update(command.env)
         env.update(
             DLQ_ITEM_ID=item.item_id,
             DLQ_JOB_ID=item.job_id or "",
@@ -454,7 +455,7 @@ class _Run:
             DLQ_RUN_ID=self.summary.run_id,
         )
         return await run_attempt(
-            argv,
+            command.argv,
             stdin=(item.payload or "null").encode("utf-8"),
             env=env,
             timeout=self.options.timeout,

@@ -277,3 +277,29 @@ async def test_no_value_put_in_a_placeholder_is_ever_run_as_a_command(
         value: [value, value, payloads[value], value, f"--value={value}"]
         for value in values
     }
+
+
+async def test_a_placeholder_the_shell_template_quotes_itself_is_not_run(
+    log: EventLog, tmp_path: Path
+) -> None:
+    # Pasting a shell-quoted value inside the template's own double quotes
+    # would let `$(...)` run; a variable reference never does.
+    pwned = tmp_path / "PWNED"
+    values = [injection.format(pwned=pwned) for injection in INJECTIONS]
+    enqueue(
+        log, *({"item_id": f"i{n}", "payload": {"v": v}} for n, v in enumerate(values))
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    template = (
+        f"printf '%s|%s|%s' \"in double {{payload.v}}\" 'in single {{payload.v}}' "
+        f'{{payload.v}} > "{out}/{{item_id}}"',
+    )
+
+    summary = await run(log, template, shell=True)
+
+    assert summary.succeeded == len(values)
+    assert not pwned.exists()
+    assert {path.name: path.read_text() for path in out.iterdir()} == {
+        f"i{n}": f"in double {v}|in single {v}|{v}" for n, v in enumerate(values)
+    }
