@@ -7,8 +7,10 @@ import math
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import trio
 
@@ -114,6 +116,57 @@ async def stop_process_group(process: trio.Process, grace: float) -> None:
         return
     _signal_group(process, signal.SIGKILL)
     await process.wait()
+
+
+def kill_commands_of_runs(run_ids: set[str], *, wait: float = 2.0) -> int:
+    """SIGKILL the process groups of commands that these runs started.
+
+    A command is known by the ``DLQ_RUN_ID`` in its environment, which its
+    own children inherit too. Returns how many process groups were killed,
+    after waiting up to ``wait`` seconds for them to be gone.
+
+    Limitation: commands are found through /proc, so on a system without it
+    (macOS) those of a dead run are left running; a file of process group
+    ids kept beside the log would lift it.
+    """
+    markers = {f"DLQ_RUN_ID={run_id}".encode() for run_id in run_ids}
+    own = os.getpgrp()
+    groups: set[int] = set()
+    for entry in _proc_entries():
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+            if markers.isdisjoint(environ.split(b"\0")):
+                continue
+            group = os.getpgid(int(entry))
+        except (OSError, ValueError):
+            continue  # gone meanwhile, or not ours to read
+        if group != own:
+            groups.add(group)
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+    alive, deadline = set(groups), time.monotonic() + wait
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.01)
+        alive = {group for group in alive if _group_alive(group)}
+    return len(groups)
+
+
+def _proc_entries() -> list[str]:
+    try:
+        return [entry for entry in os.listdir("/proc") if entry.isdigit()]
+    except FileNotFoundError:
+        return []
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _signal_group(process: trio.Process, signum: int) -> None:

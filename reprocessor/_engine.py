@@ -31,7 +31,7 @@ import trio
 
 import analytics
 import eventlog
-from reprocessor._attempt import Outcome, run_attempt
+from reprocessor._attempt import Outcome, kill_commands_of_runs, run_attempt
 from reprocessor._command import Command, CommandTemplate, MissingValueError
 from reprocessor._options import ReplayOptions, Selection
 
@@ -219,6 +219,11 @@ class _Run:
             )
             for run_id in open_runs
         ]
+        if open_runs:
+            # A dead replay's commands run on in their own sessions: stop
+            # them before their items run again, or one item could run twice
+            # at once.
+            await trio.to_thread.run_sync(kill_commands_of_runs, set(open_runs))
         if events:
             await self.append(*events)
             logger.warning(

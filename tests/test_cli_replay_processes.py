@@ -324,3 +324,21 @@ def test_a_replay_killed_mid_run_is_closed_and_finished_by_the_next(
     extra = collections.Counter(row["item_id"] for row in interrupted)
     assert executions == collections.Counter(items) + extra
     assert sum(extra.values()) == 2
+
+
+def test_the_next_replay_stops_the_commands_a_killed_replay_left_running(
+    scene: Scene,
+) -> None:
+    items = [f"order-{n}" for n in range(3)]
+    enqueue(scene.log, *({"item_id": item} for item in items))
+    killed = scene.start("-j", "2", "--", *scene.gated_worker())
+    scene.wait_until(lambda: len(scene.executions()) == 2, killed)
+    killed.kill()
+    killed.communicate()
+    orphans = scene.worker_pids()
+    assert all(is_running(pid) for pid in orphans)  # the gate is still shut
+
+    summary = replay_in_process(scene.log, "--", "true")
+
+    assert not any(is_running(pid) for pid in orphans)
+    assert (summary["recovered"], summary["succeeded"]) == (2, 3)
