@@ -12,8 +12,9 @@ status              pending, running, succeeded, quarantined or discarded:
 job_id              from the latest ``item_enqueued``
 correlation_id      from the latest ``item_enqueued``
 attempts            finished attempts (succeeded, failed or interrupted)
-budget_used         finished attempts since the item was last requeued (an
-                    ``item_requeued`` records in ``attempt`` how many it had)
+budget_used         attempts that succeeded or failed since the item was last
+                    requeued (an ``item_requeued`` records in ``attempt`` how
+                    many it had); an interrupted attempt costs no budget
 failures            how many times it failed: its enqueues and failed attempts
 last_error_type     from the latest ``item_enqueued`` or ``attempt_failed``,
 last_error          all four from that one event, even where it has
@@ -90,7 +91,7 @@ SELECT
     enqueue.job_id AS job_id,
     enqueue.correlation_id AS correlation_id,
     attempts,
-    attempts - coalesce(requeued_at_attempt, 0) AS budget_used,
+    tried - coalesce(requeued_at_attempt, 0) AS budget_used,
     failures,
     failure.error_type AS last_error_type,
     failure.error AS last_error,
@@ -116,6 +117,9 @@ FROM (
             event_id
         ) FILTER (WHERE type IN ({_FAILED})) AS failure,
         count(*) FILTER (WHERE type IN ({_FINISHED})) AS attempts,
+        count(*) FILTER (
+            WHERE type IN ('attempt_succeeded', 'attempt_failed')
+        ) AS tried,
         arg_max(attempt, event_id)
             FILTER (WHERE type = 'item_requeued') AS requeued_at_attempt,
         count(*) FILTER (WHERE type IN ({_FAILED})) AS failures,

@@ -231,3 +231,29 @@ def test_each_item_is_one_row_and_run_events_are_no_item(log: EventLog) -> None:
         {"item_id": "a", "status": "pending"},
         {"item_id": "b", "status": "running"},
     ]
+
+
+def test_the_budget_counts_tried_attempts_since_the_last_requeue(
+    log: EventLog,
+) -> None:
+    enqueue(log, {"item_id": "a"})
+    attempt = {"item_id": "a", "run_id": "r1"}
+    record(
+        log,
+        Event(type="attempt_started", attempt=1, **attempt),
+        Event(type="attempt_failed", attempt=1, **attempt),
+        Event(type="attempt_started", attempt=2, **attempt),
+        Event(type="attempt_interrupted", attempt=2, **attempt),
+    )
+    before_requeue = item(log, "a")
+    record(
+        log,
+        Event(type="item_requeued", item_id="a", attempt=1),
+        Event(type="attempt_started", attempt=3, **attempt),
+        Event(type="attempt_failed", attempt=3, **attempt),
+    )
+    after_requeue = item(log, "a")
+
+    # An interrupted attempt is an attempt, but costs no budget.
+    assert (before_requeue["attempts"], before_requeue["budget_used"]) == (2, 1)
+    assert (after_requeue["attempts"], after_requeue["budget_used"]) == (3, 1)
