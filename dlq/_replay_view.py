@@ -63,7 +63,9 @@ def _with_bar(
             )
 
         return trio.run(
-            lambda: reprocessor.replay(log, options, selection, progress=show)
+            lambda: reprocessor.replay(
+                log, options, selection, progress=show, count_total=True
+            )
         )
 
 
@@ -82,7 +84,7 @@ def _with_log_lines(
         last = now
         done = summary.succeeded + summary.failed + summary.quarantined
         print(
-            f"replay: {done} done of {summary.expected}, "
+            f"replay: {done} done of {summary.selected} started, "
             f"{summary.succeeded} succeeded, {summary.failed} failed, "
             f"{done / (now - started):.1f} items/s",
             file=sys.stderr,
