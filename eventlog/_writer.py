@@ -153,8 +153,24 @@ class LogWriter:
                 log cannot store (an integer out of its column's range, a
                 string that is not valid unicode); none of the events was kept.
         """
-        if not events:
-            return []
+        ticket = self.submit(events)
+        self.wait_durable(ticket)
+        return list(events)
+
+    def submit(self, events: Sequence[Event]) -> int:
+        """Stamp events and queue them to be written, without waiting.
+
+        Events are ordered in the log as they are submitted, so a caller that
+        must keep an order across threads (an event loop handing the waiting
+        to worker threads) submits from one thread, then waits elsewhere.
+
+        Returns:
+            A ticket for :meth:`wait_durable`.
+
+        Raises:
+            WriterFailedError: the writer failed earlier.
+            ValueError: as for :meth:`append`; none of the events was queued.
+        """
         with self._cond:
             self._check_usable()
             if any(event.hash for event in events):
@@ -176,14 +192,21 @@ class LogWriter:
                 raise
             self._pending += lines
             self._stamped += len(events)
-            target = self._stamped
-            while self._durable < target:
+            return self._stamped
+
+    def wait_durable(self, ticket: int) -> None:
+        """Return once the events submitted with ``ticket`` are durable.
+
+        Raises:
+            WriterFailedError: the write failed (those events were not kept).
+        """
+        with self._cond:
+            while self._durable < ticket:
                 self._check_usable()
                 if self._flushing:
                     self._cond.wait()
                 else:
                     self._lead_flush()
-        return stamped
 
     def _check_usable(self) -> None:
         if self._failed is not None:

@@ -202,7 +202,10 @@ class _Run:
         """Append the deferred events and then ``events``; return once durable."""
         batch, self.deferred = [*self.deferred, *events], []
         if batch:
-            await trio.to_thread.run_sync(self.writer.append, batch)
+            # Submitted here, in the order the tasks append; only the wait for
+            # the fsync goes to a thread, where concurrent waits share one.
+            ticket = self.writer.submit(batch)
+            await trio.to_thread.run_sync(self.writer.wait_durable, ticket)
 
     def defer(self, event: eventlog.Event) -> None:
         """Have ``event`` committed with the next append, or soon after.
