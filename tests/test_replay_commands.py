@@ -3,59 +3,21 @@ run as a command, with or without ``--shell``."""
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
+from replaying import enqueue, log_files, query, run, worker
 
-from analytics import connect, run_query
-from eventlog import EventLog, import_records
+from eventlog import EventLog
 from reprocessor import (
     ReplayOptions,
-    ReplaySummary,
     ReplayUsageError,
     Selection,
     plan_replay,
     replay,
 )
-
-WORKERS = Path(__file__).parent / "workers"
-
-
-def worker(name: str, *args: object) -> tuple[str, ...]:
-    """The argv that runs the script ``tests/workers/<name>.py``."""
-    return (sys.executable, "-S", str(WORKERS / f"{name}.py"), *map(str, args))
-
-
-def enqueue(log: EventLog, *records: dict[str, Any]) -> None:
-    lines = "".join(json.dumps(record) + "\n" for record in records)
-    import_records(log, io.BytesIO(lines.encode()), source="test")
-
-
-async def run(
-    log: EventLog,
-    command: tuple[str, ...],
-    selection: Selection = Selection(),
-    **options: Any,
-) -> ReplaySummary:
-    """Replay ``log`` with ``command``, four attempts at a time unless told."""
-    options.setdefault("parallel", 4)
-    return await replay(
-        log, ReplayOptions(command=command, **options), selection, handle_signals=False
-    )
-
-
-def query(log: EventLog, sql: str) -> list[dict[str, Any]]:
-    conn = connect(log)
-    try:
-        rows: list[dict[str, Any]] = run_query(conn, sql).to_pylist()
-    finally:
-        conn.close()
-    return rows
 
 
 def received(path: Path) -> dict[str, list[str]]:
@@ -64,14 +26,6 @@ def received(path: Path) -> dict[str, list[str]]:
         return {}
     runs = [json.loads(line) for line in path.read_text().splitlines()]
     return {call["env"]["DLQ_ITEM_ID"]: call["args"] for call in runs}
-
-
-def log_files(log: EventLog) -> dict[str, bytes]:
-    return {
-        str(path.relative_to(log.path)): path.read_bytes()
-        for path in sorted(log.path.rglob("*"))
-        if path.is_file()
-    }
 
 
 # -- placeholders ----------------------------------------------------------
