@@ -18,8 +18,9 @@ import duckdb
 import pyarrow as pa
 
 from analytics._errors import AnalyticsError
+from analytics._signatures import MACROS
 from analytics._sql import one_line, quote_literal
-from analytics._views import BASE_VIEW, EVENTS_VIEW, ITEMS_VIEW
+from analytics._views import BASE_VIEW, VIEWS
 from eventlog import ARROW_SCHEMA, EventLog, Segment
 
 logger = logging.getLogger("analytics")
@@ -48,14 +49,18 @@ _LIVE_TABLE = "_live_events"
 def connect(
     log: EventLog | str | os.PathLike[str], *, as_of: datetime | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """Open the log for SQL: an in-memory DuckDB with ``events`` and ``items``.
+    """Open the log for SQL: an in-memory DuckDB with the views over its events.
 
     ``events`` has every event, one row each, ordered by ``event_id``, with the
     columns of :data:`eventlog.ARROW_SCHEMA`. ``items`` has one row per item,
     derived from its events whenever it is read: item_id, status, job_id,
     correlation_id, attempts, failures, last_error_type, last_error,
-    last_exit_code, last_signal, enqueued_at, updated_at, last_run_id, command
-    and payload (the ``analytics._views`` docstring says where each comes from).
+    last_exit_code, last_signal, last_signature, enqueued_at, updated_at,
+    last_run_id, command and payload (the ``analytics._views`` docstring says
+    where each comes from). ``attempts``, ``failures``, ``runs`` and
+    ``errors`` are described in docs/analytics.md; the macros
+    ``error_line``, ``error_text``, ``error_signature`` and
+    ``classify_error`` in ``analytics._signatures``.
 
     The connection sees the log as it was when it was opened. It is locked
     down before it is returned: no statement on it can write or create a file,
@@ -81,12 +86,17 @@ def connect(
     try:
         conn.execute("SET TimeZone = 'UTC'")
         # DuckDB draws a progress bar on stdout for long queries, which would
-        # corrupt the data a command prints there.
-        conn.execute("SET enable_progress_bar = false")
+        # corrupt the data a command prints there. Inside Jupyter it is off
+        # already, and DuckDB refuses to set it at all without ipywidgets.
+        (progress_bar,) = conn.execute(
+            "SELECT current_setting('enable_progress_bar')"
+        ).fetchall()[0]
+        if progress_bar:
+            conn.execute("SET enable_progress_bar = false")
         conn.register(_LIVE_TABLE, live)
         conn.execute(_base_view_sql(parquet_files, as_of))
-        conn.execute(EVENTS_VIEW)
-        conn.execute(ITEMS_VIEW)
+        for statement in (*MACROS, *VIEWS):
+            conn.execute(statement)
         _lock_down(conn, parquet_files)
     except duckdb.Error as exc:
         conn.close()

@@ -83,6 +83,7 @@ def test_the_items_view_has_its_documented_columns(log: EventLog) -> None:
         "last_error": "VARCHAR",
         "last_exit_code": "BIGINT",
         "last_signal": "BIGINT",
+        "last_signature": "VARCHAR",
         "enqueued_at": "TIMESTAMP WITH TIME ZONE",
         "updated_at": "TIMESTAMP WITH TIME ZONE",
         "last_run_id": "VARCHAR",

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+import analytics
 from dlq import app
 from eventlog import (
     FIELD_NAMES,
@@ -104,6 +105,19 @@ def queue(tmp_path: Path) -> Queue:
         for item_id, story in stories.items():
             events[item_id] = writer.append(story)
 
+    conn = analytics.connect(log)
+
+    def signature(error: str | None, values: dict[str, Any]) -> str:
+        # What the failure's signature is made from: its message, or else
+        # its exit code (the macro itself is tested on its own).
+        if error is None:
+            error = "no error message"
+            if values.get("last_exit_code") is not None:
+                error = f"exit code {values['last_exit_code']}"
+        found = conn.execute("SELECT error_signature(?)", [error]).fetchone()
+        assert found is not None
+        return str(found[0])
+
     def row(item_id: str, status: str, **values: Any) -> dict[str, Any]:
         enqueue, *_ = events[item_id]
         return {
@@ -118,6 +132,7 @@ def queue(tmp_path: Path) -> Queue:
             "last_error": None,
             "last_exit_code": None,
             "last_signal": None,
+            "last_signature": signature(values.get("last_error"), values),
             "enqueued_at": enqueue.ts,
             "updated_at": events[item_id][-1].ts,
             "last_run_id": None,
@@ -151,6 +166,7 @@ def queue(tmp_path: Path) -> Queue:
         ),
         row("disc-1", "discarded"),
     ]
+    conn.close()
     return Queue(path, {r["item_id"]: r for r in rows}, events)
 
 
