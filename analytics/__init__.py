@@ -1,11 +1,20 @@
 """The read side of dlq: ask SQL about the event log.
 
-:func:`connect` opens a log as an in-memory DuckDB database with two views:
-``events`` (every event, in order) and ``items`` (one row per item, derived
-from its events every time it is read; nothing is stored). The connection is
-sandboxed, and :func:`run_query` runs one person's read-only statement on it.
+:func:`connect` opens a log as an in-memory DuckDB database with these views,
+all derived from the events every time they are read (nothing is stored):
+``events`` (every event, in order), ``items`` (one row per item),
+``attempts`` (one row per attempt), ``failures`` (one row per failure, with
+its error type and signature), ``runs`` (one row per replay run) and
+``errors`` (one row per error signature). The SQL macros ``error_line``,
+``error_text``, ``error_signature`` and ``classify_error`` are there too, for
+one's own columns. The connection is sandboxed, and :func:`run_query` runs one
+person's read-only statement on it.
+
 :func:`list_items` and :func:`show_item` are the common questions, asked for
-you.
+you; :func:`queue_stats` and :func:`top_errors` give `dlq stats` and `dlq
+errors`; :func:`status_counts`, :func:`error_type_counts`,
+:func:`failures_over_time`, :func:`top_signatures` and :func:`success_by_run`
+are a notebook's, as Arrow tables.
 
 Errors::
 
@@ -23,6 +32,13 @@ Errors::
 
 from analytics._connect import connect
 from analytics._errors import AnalyticsError, ForbiddenQueryError, QueryError
+from analytics._notebook import (
+    error_type_counts,
+    failures_over_time,
+    status_counts,
+    success_by_run,
+    top_signatures,
+)
 from analytics._query import ItemHistory, list_items, run_query, show_item
 from analytics._selection import (
     count_pending,
@@ -31,6 +47,7 @@ from analytics._selection import (
     open_attempts,
     open_runs,
 )
+from analytics._stats import StatsFilter, queue_stats, top_errors
 from analytics._views import ITEM_STATUSES
 
 __all__ = [
@@ -39,13 +56,21 @@ __all__ = [
     "ForbiddenQueryError",
     "ItemHistory",
     "QueryError",
+    "StatsFilter",
     "connect",
     "count_pending",
+    "error_type_counts",
+    "failures_over_time",
     "iter_pending",
     "list_items",
     "mean_attempt_ms",
     "open_attempts",
     "open_runs",
+    "queue_stats",
     "run_query",
     "show_item",
+    "status_counts",
+    "success_by_run",
+    "top_errors",
+    "top_signatures",
 ]

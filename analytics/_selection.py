@@ -110,6 +110,7 @@ def _pending_sql(
     where: str | None,
     include_quarantined: bool,
     columns: str,
+    signature: str | None = None,
     in_slice: str = "true",
 ) -> tuple[str, list[Any]]:
     statuses = "'pending', 'quarantined'" if include_quarantined else "'pending'"
@@ -121,6 +122,9 @@ def _pending_sql(
     if job_id is not None:
         conditions.append("job_id = ?")
         params.append(job_id)
+    if signature is not None:
+        conditions.append("last_signature = ?")
+        params.append(signature)
     if where is not None:
         _check_condition(where)
         # The newline ends a trailing `--` comment before the parenthesis.
@@ -160,6 +164,7 @@ def iter_pending(
     item_ids: Sequence[str] = (),
     job_id: str | None = None,
     where: str | None = None,
+    signature: str | None = None,
     limit: int | None = None,
     include_quarantined: bool = False,
     batch_size: int = 1000,
@@ -193,6 +198,7 @@ def iter_pending(
             item_ids=item_ids,
             job_id=job_id,
             where=where,
+            signature=signature,
             include_quarantined=include_quarantined,
         )
         if ids:
@@ -209,6 +215,7 @@ def iter_pending(
             item_ids=item_ids,
             job_id=job_id,
             where=where,
+            signature=signature,
             include_quarantined=include_quarantined,
             columns=_REPLAY_COLUMNS,
             in_slice=in_slice,
@@ -247,6 +254,7 @@ def _pick_oldest(
     item_ids: Sequence[str],
     job_id: str | None,
     where: str | None,
+    signature: str | None,
     include_quarantined: bool,
 ) -> list[str]:
     """The ids of the ``limit`` oldest selected items of all slices, in order.
@@ -261,6 +269,7 @@ def _pick_oldest(
             item_ids=item_ids,
             job_id=job_id,
             where=where,
+            signature=signature,
             include_quarantined=include_quarantined,
             columns="item_id, enqueued_at",
             in_slice=in_slice,
@@ -294,6 +303,7 @@ def count_pending(
     item_ids: Sequence[str] = (),
     job_id: str | None = None,
     where: str | None = None,
+    signature: str | None = None,
     limit: int | None = None,
     include_quarantined: bool = False,
     sample: int = 10,
@@ -314,6 +324,7 @@ def count_pending(
         "item_ids": item_ids,
         "job_id": job_id,
         "where": where,
+        "signature": signature,
         "include_quarantined": include_quarantined,
     }
     slices = _slices(conn, item_ids)

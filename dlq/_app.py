@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -36,6 +37,14 @@ LogOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="See the queue as it was at this time (ISO 8601, UTC unless it "
+        "says otherwise): only events up to it count.",
+    ),
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -102,9 +111,26 @@ def require_text(arguments: dict[str, str | list[str] | None]) -> None:
                 raise fail(f"{name} is not valid UTF-8 text", 2) from None
 
 
+def moment(text: str | None, option: str) -> datetime | None:
+    """Parse an ISO 8601 time given to ``option``; naive means UTC (exit 2)."""
+    if text is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise fail(
+            f"{option} {text!r} is not a time; give an ISO 8601 time such as "
+            "2026-12-03T14:30:00Z or 2026-12-03",
+            2,
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 @contextmanager
-def connection(log: Path) -> Iterator[Any]:
-    conn = analytics.connect(eventlog.EventLog.open(log))
+def connection(log: Path, as_of: str | None = None) -> Iterator[Any]:
+    conn = analytics.connect(
+        eventlog.EventLog.open(log), as_of=moment(as_of, "--as-of")
+    )
     try:
         yield conn
     finally:
@@ -207,11 +233,12 @@ def list_(
     ] = None,
     limit: Annotated[int | None, typer.Option(min=0, help="At most N items.")] = None,
     json: JsonOption = False,
+    as_of: AsOfOption = None,
     log: LogOption = Path(".dlq"),
 ) -> None:
     """List items with their current state."""
-    require_text({"--status": status, "--where": where})
-    with connection(log) as conn:
+    require_text({"--status": status, "--where": where, "--as-of": as_of})
+    with connection(log, as_of) as conn:
         table = analytics.list_items(
             conn, statuses=status or (), where=where, limit=limit
         )
@@ -227,11 +254,12 @@ def list_(
 def show(
     item_id: Annotated[str, typer.Argument(help="The item's id.")],
     json: JsonOption = False,
+    as_of: AsOfOption = None,
     log: LogOption = Path(".dlq"),
 ) -> None:
     """Show an item's state and its whole history."""
-    require_text({"ITEM_ID": item_id})
-    with connection(log) as conn:
+    require_text({"ITEM_ID": item_id, "--as-of": as_of})
+    with connection(log, as_of) as conn:
         history = analytics.show_item(conn, item_id)
     if history is None:
         raise fail(f"no item {item_id!r} in {log}; `dlq list` shows the items")
@@ -254,17 +282,22 @@ def query(
     output: Annotated[
         Path | None, typer.Option(help="Write the result to this file.")
     ] = None,
+    as_of: AsOfOption = None,
     log: LogOption = Path(".dlq"),
 ) -> None:
-    """Run read-only SQL over the views `events` and `items`."""
-    require_text({"SQL": sql})
+    """Run read-only SQL over the views (events, items, attempts, runs, errors).
+
+    `failures` (one row per failure) and the macros `error_signature`,
+    `error_text`, `error_line` and `classify_error` are there too.
+    """
+    require_text({"SQL": sql, "--as-of": as_of})
     if format_ not in _render.FORMATS:
         raise fail(
             f"unknown --format {format_!r}; use one of {', '.join(_render.FORMATS)}", 2
         )
     if output is not None and output.resolve().is_relative_to(log.resolve()):
         raise fail("--output must not be inside the log directory", 2)
-    with connection(log) as conn:
+    with connection(log, as_of) as conn:
         table = analytics.run_query(conn, sql)
     text = _render.render(table, format_)
     if output is None:
@@ -272,6 +305,75 @@ def query(
     else:
         output.write_text(text, encoding="utf-8")
         note(f"wrote {table.num_rows} rows to {output}")
+
+
+@command("stats")
+def stats(
+    json: JsonOption = False,
+    job: Annotated[str | None, typer.Option(help="Only this job.")] = None,
+    run: Annotated[str | None, typer.Option(help="Only this replay run.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only attempts and failures from this time.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Only attempts and failures up to this time.")
+    ] = None,
+    as_of: AsOfOption = None,
+    log: LogOption = Path(".dlq"),
+) -> None:
+    """Items by status, attempts, durations, the last run and the top errors."""
+    require_text(
+        {
+            "--job": job,
+            "--run": run,
+            "--since": since,
+            "--until": until,
+            "--as-of": as_of,
+        }
+    )
+    filters = analytics.StatsFilter(
+        job_id=job,
+        run_id=run,
+        since=moment(since, "--since"),
+        until=moment(until, "--until"),
+    )
+    with connection(log, as_of) as conn:
+        figures = analytics.queue_stats(conn, filters)
+    if json:
+        echo(_render.render_json(figures))
+        return
+    from dlq._stats_view import stats_text
+
+    echo(stats_text(figures))
+
+
+@command("errors")
+def errors(
+    json: JsonOption = False,
+    limit: Annotated[
+        int | None, typer.Option(min=0, help="At most N signatures.")
+    ] = 20,
+    as_of: AsOfOption = None,
+    log: LogOption = Path(".dlq"),
+) -> None:
+    """Failures grouped by error signature, most frequent first."""
+    require_text({"--as-of": as_of})
+    with connection(log, as_of) as conn:
+        table = analytics.top_errors(conn, limit)
+    if json:
+        echo(_render.render(table, "json"))
+        return
+    columns = [
+        "signature",
+        "error_type",
+        "failures",
+        "items",
+        "recovery_rate",
+        "last_seen",
+        "sample_error",
+    ]
+    echo(_render.table_text(table.select(columns), title="errors by signature"))
+    note(f"{table.num_rows} signatures; `dlq replay --signature ID` replays one")
 
 
 @command("compact")
@@ -314,6 +416,8 @@ Examples:
   dlq replay --canary 20 --min-success 0.9 --attempts 3 -- ./process.sh {item_id}
 
   dlq replay --where "last_error LIKE '%Timeout%'" --limit 100
+
+  dlq replay --signature 3f2a9c01d4e7 -- ./process.sh {item_id}
 """
 
 
@@ -354,6 +458,10 @@ def replay(
     where: Annotated[
         str | None, typer.Option(help="A SQL condition over the `items` view.")
     ] = None,
+    signature: Annotated[
+        str | None,
+        typer.Option(help="Only items whose last failure has this error signature."),
+    ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="At most N items.")] = None,
     force: Annotated[bool, typer.Option(help="Also replay quarantined items.")] = False,
     rate: Annotated[
@@ -392,7 +500,12 @@ def replay(
         min_success=min_success,
     )
     selection = reprocessor.Selection(
-        item_ids=tuple(item or ()), job_id=job, where=where, limit=limit, force=force
+        item_ids=tuple(item or ()),
+        job_id=job,
+        where=where,
+        signature=signature,
+        limit=limit,
+        force=force,
     )
     try:
         if dry_run:

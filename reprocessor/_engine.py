@@ -286,6 +286,7 @@ class _Run:
             "item_ids": selection.item_ids,
             "job_id": selection.job_id,
             "where": selection.where,
+            "signature": selection.signature,
             "limit": selection.limit,
             "include_quarantined": selection.force,
         }
@@ -575,6 +576,7 @@ def _asdict(selection: Selection) -> dict[str, Any]:
         "item_ids": list(selection.item_ids),
         "job_id": selection.job_id,
         "where": selection.where,
+        "signature": selection.signature,
         "limit": selection.limit,
         "force": selection.force,
     }

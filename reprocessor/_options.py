@@ -19,6 +19,7 @@ class Selection:
     item_ids: tuple[str, ...] = ()
     job_id: str | None = None
     where: str | None = None
+    signature: str | None = None  # the error signature of the last failure
     limit: int | None = None
     force: bool = False  # also take quarantined items
 

@@ -56,6 +56,7 @@ def plan_replay(
             item_ids=selection.item_ids,
             job_id=selection.job_id,
             where=selection.where,
+            signature=selection.signature,
             limit=selection.limit,
             include_quarantined=selection.force,
             sample=SHOWN_ITEMS,

@@ -12,15 +12,23 @@ def test_the_public_names_are_exactly_these() -> None:
         "ForbiddenQueryError",
         "ItemHistory",
         "QueryError",
+        "StatsFilter",
         "connect",
         "count_pending",
+        "error_type_counts",
+        "failures_over_time",
         "iter_pending",
         "list_items",
         "mean_attempt_ms",
         "open_attempts",
         "open_runs",
+        "queue_stats",
         "run_query",
         "show_item",
+        "status_counts",
+        "success_by_run",
+        "top_errors",
+        "top_signatures",
     }
     public = {name for name in vars(analytics) if not name.startswith("_")}
     assert public == set(analytics.__all__)

@@ -295,6 +295,8 @@ def test_a_replay_of_a_log_that_does_not_exist_exits_1(tmp_path: Path) -> None:
 
 def test_the_options_given_are_the_options_the_run_records(log: EventLog) -> None:
     enqueue(log, {"item_id": "order-1", "job_id": "j"})
+    (item,) = query(log, "SELECT last_signature FROM items")
+    signature = item["last_signature"]
 
     result = dlq_replay(
         log,
@@ -302,11 +304,12 @@ def test_the_options_given_are_the_options_the_run_records(log: EventLog) -> Non
         *("--delay", "0.5", "--max-attempts", "4", "--rate", "100"),
         *("--canary", "5", "--min-success", "0.5", "--shell"),
         *("--item", "order-1", "--job", "j", "--where", "attempts = 0"),
-        *("--limit", "7", "--force", "--json"),
+        *("--signature", signature, "--limit", "7", "--force", "--json"),
         *("--", "test", "{item_id}", "=", "order-1"),
     )
 
     assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["succeeded"] == 1
     (started,) = query(log, "SELECT data FROM events WHERE type = 'run_started'")
     assert json.loads(started["data"]) == {
         "options": {
@@ -327,6 +330,7 @@ def test_the_options_given_are_the_options_the_run_records(log: EventLog) -> Non
             "item_ids": ["order-1"],
             "job_id": "j",
             "where": "attempts = 0",
+            "signature": signature,
             "limit": 7,
             "force": True,
         },

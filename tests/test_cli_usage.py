@@ -17,7 +17,18 @@ from dlq import app
 
 runner = CliRunner()
 
-COMMANDS = ["add", "import", "list", "show", "query", "compact", "demo", "replay"]
+COMMANDS = [
+    "add",
+    "import",
+    "list",
+    "show",
+    "query",
+    "stats",
+    "errors",
+    "compact",
+    "demo",
+    "replay",
+]
 
 
 @pytest.fixture

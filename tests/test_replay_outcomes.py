@@ -280,6 +280,7 @@ async def test_the_run_records_its_command_selection_options_and_totals(
         "item_ids": [],
         "job_id": "j",
         "where": None,
+        "signature": None,
         "limit": None,
         "force": False,
     }

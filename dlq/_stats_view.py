@@ -1,0 +1,89 @@
+"""How `dlq stats` shows the queue's figures to a person."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dlq import _render
+
+
+def _number(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.1f}{unit}"
+    return f"{value:,}{unit}"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def stats_text(stats: dict[str, Any]) -> str:
+    """The figures of :func:`analytics.queue_stats`, in a few short blocks."""
+    items, attempts = stats["items"], stats["attempts"]
+    durations, run = stats["duration_ms"], stats["last_run"]
+    oldest = items["oldest_pending"]
+    blocks = [
+        "items\n"
+        + _render.key_values(
+            [("total", _number(items["total"]))]
+            + [
+                (status, _number(items[status]))
+                for status in items
+                if status not in {"total", "oldest_pending"}
+            ]
+            + [
+                (
+                    "oldest pending",
+                    "-"
+                    if oldest is None
+                    else f"{oldest['item_id']} (since "
+                    f"{_render.to_plain(oldest['enqueued_at'])})",
+                )
+            ]
+        ),
+        "attempts\n"
+        + _render.key_values(
+            [
+                (key, _number(attempts[key]))
+                for key in ("total", "succeeded", "failed", "interrupted", "running")
+            ]
+            + [("success rate", _percent(attempts["success_rate"]))]
+            + [
+                (f"duration {key}", _number(value, " ms"))
+                for key, value in durations.items()
+            ]
+        ),
+    ]
+    if run is not None:
+        blocks.append(
+            "last run\n"
+            + _render.key_values(
+                [
+                    ("run", run["run_id"]),
+                    ("by", f"{run['user']}@{run['host']}"),
+                    ("started", run["started_at"]),
+                    ("status", run["status"]),
+                    ("attempts", _number(run["attempts"])),
+                    ("succeeded", _number(run["succeeded"])),
+                    ("failed", _number(run["failed"])),
+                    ("throughput", _number(run["attempts_per_s"], " attempts/s")),
+                ]
+            )
+        )
+    if stats["error_types"]:
+        blocks.append(
+            "failures by error type\n"
+            + _render.key_values(
+                (kind, _number(count)) for kind, count in stats["error_types"].items()
+            )
+        )
+    if stats["top_signatures"]:
+        lines = [
+            f"{row['signature']}  {row['failures']:>8,} failures  "
+            f"{row['items']:>7,} items  {row['error_type']}: {row['text']}"
+            for row in stats["top_signatures"]
+        ]
+        blocks.append("top signatures\n" + "".join(line + "\n" for line in lines))
+    return "\n".join(blocks)
