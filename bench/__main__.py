@@ -55,6 +55,15 @@ replay
     that alternate which side goes first: three with 20 ms commands, two
     with `true` (GNU parallel: one), two for memory, five after a warm-up
     for the small queue; about three minutes in all.
+analytics
+    ``dlq stats --json`` and ``dlq errors`` on a log of 10,000,000 events in
+    sealed Parquet (2,500,000 items and two replays, written straight by
+    DuckDB), each as the real CLI in a child process. Reference: the same
+    figures computed by a hand-written DuckDB query over the same files, in
+    a fresh ``python -c``, with the same signature macros; both sides must
+    agree on every count before their times are compared. Medians of three
+    rounds that alternate which side goes first. Target: within 1.5 times
+    the reference. Peak memory of each is printed.
 """
 
 from __future__ import annotations
@@ -67,6 +76,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from bench._analytics import bench_analytics
 from bench._append import bench_append, bench_group
 from bench._import import bench_import
 from bench._list import bench_list
@@ -80,6 +90,7 @@ BENCHMARKS: dict[str, Callable[[Workspace], list[Figure]]] = {
     "import": bench_import,
     "list": bench_list,
     "replay": bench_replay,
+    "analytics": bench_analytics,
 }
 
 
