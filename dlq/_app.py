@@ -388,22 +388,55 @@ def demo(
     directory: Annotated[
         Path, typer.Option("--dir", help="Where to build the sample log.")
     ] = Path("dlq-demo"),
+    replay: Annotated[
+        bool,
+        typer.Option(
+            "--replay/--no-replay",
+            help="Replay the sample queue with a worker that still fails for some.",
+        ),
+    ] = True,
 ) -> None:
-    """Build a sample queue in a fresh directory and show it."""
-    from dlq._demo import build_demo
+    """Build a sample queue, replay it and show what went wrong."""
+    from dlq import _demo, _replay_view
 
-    log = build_demo(directory)
-    note(f"built a sample queue in {log.path}; try:  dlq list --log {log.path}")
+    log = _demo.build_demo(directory)
+    note(f"built a sample queue in {log.path}")
     with connection(log.path) as conn:
-        table = analytics.run_query(
-            conn,
-            "SELECT status, count(*) AS items FROM items GROUP BY status "
-            "ORDER BY items DESC",
-        )
-        echo(_render.table_text(table, title="items by status"))
-        pending = analytics.list_items(conn, statuses=["pending"], limit=10)
-    columns = ["item_id", "job_id", "status", "last_error"]
-    echo(_render.table_text(pending.select(columns), title="pending items"))
+        echo(_status_table(conn, "items by status"))
+        if not replay:
+            pending = analytics.list_items(conn, statuses=["pending"], limit=10)
+            columns = ["item_id", "job_id", "status", "last_error"]
+            echo(_render.table_text(pending.select(columns), title="pending items"))
+    if replay:
+        options = _demo.demo_options()
+        note(f"replaying it:  dlq replay -- {' '.join(options.command)}")
+        summary = _replay_view.run_with_progress(log, options, reprocessor_selection())
+        echo(_replay_view.summary_text(summary, json=False))
+        with connection(log.path) as conn:
+            echo(_status_table(conn, "after the replay"))
+            table = analytics.top_errors(conn, 5)
+        columns = ["signature", "error_type", "failures", "items", "sample_error"]
+        echo(_render.table_text(table.select(columns), title="errors by signature"))
+    note(
+        f"explore it:  dlq list --log {log.path}   dlq errors --log {log.path}   "
+        f"dlq stats --log {log.path}"
+    )
+
+
+def _status_table(conn: Any, title: str) -> str:
+    table = analytics.run_query(
+        conn,
+        "SELECT status, count(*) AS items FROM items GROUP BY status "
+        "ORDER BY items DESC, status",
+    )
+    return _render.table_text(table, title=title)
+
+
+def reprocessor_selection() -> Any:
+    """Every pending item (imported late: only replaying needs trio)."""
+    import reprocessor
+
+    return reprocessor.Selection()
 
 
 _REPLAY_EPILOG = """

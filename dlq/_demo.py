@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import random
 import shutil
+import sys
 from pathlib import Path
 
 import msgspec
 
 import eventlog
+import reprocessor
 
 # Marks a directory as built by the demo, so a later demo may replace it.
 DEMO_MARKER = "DLQ-DEMO"
@@ -52,6 +54,18 @@ def build_demo(directory: Path, *, items: int = 60, seed: int = 7) -> eventlog.E
     log = eventlog.EventLog.open(directory, create=True)
     eventlog.import_records(log, io.BytesIO(_sample(items, seed)), source="demo")
     return log
+
+
+def demo_command() -> tuple[str, ...]:
+    """The argv the demo replays its items with: a small worker script that
+    reads each item's payload from stdin and still fails for some."""
+    worker = Path(__file__).with_name("_demo_worker.py")
+    return (sys.executable, "-S", str(worker), "{item_id}")
+
+
+def demo_options() -> reprocessor.ReplayOptions:
+    """How the demo replays its queue: its worker, with a timeout."""
+    return reprocessor.ReplayOptions(command=demo_command(), timeout=30)
 
 
 def _sample(items: int, seed: int) -> bytes:

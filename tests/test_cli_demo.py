@@ -40,15 +40,57 @@ def event_count(log: Path) -> int:
     return sum(table.num_rows for table in EventLog.open(log).iter_tables(["seq"]))
 
 
-def test_demo_builds_a_queue_and_shows_its_pending_items(tmp_path: Path) -> None:
+def still_failing(item: dict[str, Any]) -> bool:
+    """Whether the demo's worker fails for this item, by the rule its docstring
+    tells: corrupt thumbnails (every third) and negative invoices (every
+    fourth)."""
+    n = json.loads(item["payload"])["n"]
+    if item["job_id"] == "thumbnails":
+        return bool(n % 3 == 0)
+    return bool(n % 4 == 0)
+
+
+def test_demo_builds_a_queue_replays_it_and_shows_what_went_wrong(
+    tmp_path: Path,
+) -> None:
     directory = tmp_path / "demo"
 
     result = dlq("demo", "--dir", directory)
 
     assert result.exit_code == 0, result.stderr
-    assert result.stderr == (
-        f"built a sample queue in {directory}; try:  dlq list --log {directory}\n"
+    items = listed(directory)
+    failing = [item["item_id"] for item in items if still_failing(item)]
+    assert 0 < len(failing) < 60
+    assert sorted(i["item_id"] for i in items if i["status"] == "pending") == sorted(
+        failing
     )
+    assert all(
+        item["status"] == "succeeded" for item in items if not still_failing(item)
+    )
+    before, _, after = result.stdout.partition("after the replay")
+    assert table_cells(before)[:2] == [["status", "items"], ["pending", "60"]]
+    assert f"selected:    60\nsucceeded:   {60 - len(failing)}\n" in before
+    assert f"failed:      {len(failing)}\n" in before
+    by_status, _, errors = after.partition("errors by signature")
+    assert table_cells(by_status) == [
+        ["status", "items"],
+        ["succeeded", str(60 - len(failing))],
+        ["pending", str(len(failing))],
+    ]
+    top = json.loads(dlq("errors", "--json", "--limit", "5", "--log", directory).stdout)
+    assert [row[0] for row in table_cells(errors)[1:]] == [
+        row["signature"] for row in top
+    ]
+    assert result.stderr.startswith(f"built a sample queue in {directory}\n")
+    assert f"explore it:  dlq list --log {directory}" in result.stderr
+
+
+def test_demo_without_replay_shows_the_pending_items(tmp_path: Path) -> None:
+    directory = tmp_path / "demo"
+
+    result = dlq("demo", "--dir", directory, "--no-replay")
+
+    assert result.exit_code == 0, result.stderr
     by_status, _, pending = result.stdout.partition("pending items")
     assert "items by status" in by_status
     assert table_cells(by_status) == [["status", "items"], ["pending", "60"]]
@@ -59,11 +101,12 @@ def test_demo_builds_a_queue_and_shows_its_pending_items(tmp_path: Path) -> None
         [item["item_id"], item["job_id"], "pending"] for item in first
     ]
     assert len(listed(directory)) == 60
+    assert event_count(directory) == 60
 
 
 def test_demo_items_carry_their_failures(tmp_path: Path) -> None:
     directory = tmp_path / "demo"
-    assert dlq("demo", "--dir", directory).exit_code == 0
+    assert dlq("demo", "--dir", directory, "--no-replay").exit_code == 0
 
     items = listed(directory)
 
@@ -77,7 +120,7 @@ def test_demo_twice_replaces_its_own_directory(tmp_path: Path) -> None:
     assert dlq("demo", "--dir", directory).exit_code == 0
     first = listed(directory)
 
-    result = dlq("demo", "--dir", directory)
+    result = dlq("demo", "--dir", directory, "--no-replay")
 
     assert result.exit_code == 0, result.stderr
     assert event_count(directory) == 60
