@@ -105,6 +105,19 @@ def expected_stats(events: list[dict[str, Any]], job: str | None) -> dict[str, A
     }
 
 
+def queue_state(log: EventLog, as_of: datetime | None = None) -> dict[str, Any]:
+    """What `dlq list`, `dlq stats` and `dlq errors` show of ``log``."""
+    conn = analytics.connect(log, as_of=as_of)
+    try:
+        return {
+            "items": analytics.list_items(conn).to_pylist(),
+            "stats": analytics.queue_stats(conn),
+            "errors": analytics.top_errors(conn).to_pylist(),
+        }
+    finally:
+        conn.close()
+
+
 @pytest.fixture(scope="module")
 def replayed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A queue of two jobs replayed twice: some items succeed on the first
@@ -137,15 +150,7 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     )
     first = trio.run(run, log, worker("judge"))
     between = datetime.now(UTC)
-    conn = analytics.connect(log)
-    try:
-        before = {
-            "items": analytics.list_items(conn).to_pylist(),
-            "stats": analytics.queue_stats(conn),
-            "errors": analytics.top_errors(conn).to_pylist(),
-        }
-    finally:
-        conn.close()
+    before = queue_state(log)
     second = trio.run(run, log, worker("judge"))
     return {
         "log": log,
@@ -240,15 +245,7 @@ def test_the_state_as_of_a_moment_before_a_replay_is_the_state_the_log_had_then(
     replayed: dict[str, Any],
 ) -> None:
     log = replayed["log"]
-    conn = analytics.connect(log, as_of=replayed["between"])
-    try:
-        then = {
-            "items": analytics.list_items(conn).to_pylist(),
-            "stats": analytics.queue_stats(conn),
-            "errors": analytics.top_errors(conn).to_pylist(),
-        }
-    finally:
-        conn.close()
+    then = queue_state(log, as_of=replayed["between"])
 
     assert then == replayed["before"]
     assert analytics.queue_stats(analytics.connect(log)) != replayed["before"]["stats"]
@@ -403,6 +400,37 @@ def test_as_of_on_list_and_query_sees_the_log_before_the_second_run(
     before = {row["item_id"]: row["attempts"] for row in replayed["before"]["items"]}
     assert {r["item_id"]: r["attempts"] for r in json.loads(listed.stdout)} == before
     assert json.loads(counted.stdout) == [{"n": 13}]
+
+
+def test_as_of_on_show_stats_and_errors_sees_the_log_before_the_second_run(
+    replayed: dict[str, Any],
+) -> None:
+    log = replayed["log"]
+    moment = replayed["between"].isoformat()
+    before = replayed["before"]
+    item_id = before["items"][0]["item_id"]
+
+    shown = invoke(log, "show", item_id, "--json", "--as-of", moment)
+    stats = invoke(log, "stats", "--json", "--as-of", moment)
+    errors = invoke(log, "errors", "--json", "--as-of", moment)
+
+    for result in (shown, stats, errors):
+        assert result.exit_code == 0, result.output
+    item = json.loads(shown.stdout)
+    assert item["item"]["attempts"] == before["items"][0]["attempts"]
+    assert item["events"]
+    assert all(
+        datetime.fromisoformat(event["ts"]) <= replayed["between"]
+        for event in item["events"]
+    )
+    figures = json.loads(stats.stdout)
+    assert figures["attempts"] == before["stats"]["attempts"]
+    assert figures["items"]["total"] == before["stats"]["items"]["total"]
+    assert [(r["signature"], r["failures"]) for r in json.loads(errors.stdout)] == [
+        (r["signature"], r["failures"]) for r in before["errors"]
+    ]
+    now = json.loads(invoke(log, "stats", "--json").stdout)
+    assert now["attempts"]["total"] > figures["attempts"]["total"]
 
 
 @pytest.mark.parametrize("command", ["list", "show", "query", "stats", "errors"])
