@@ -198,6 +198,11 @@ class _Run:
         self.process_groups: set[int] = set()
         self.deferred: list[eventlog.Event] = []
 
+    # Limitation: each attempt waits for its start to be fsynced before its
+    # command is spawned, a fraction of a millisecond to a few on a busy
+    # disk, so very short commands run well below xargs' rate, because the
+    # start must be durable first; writing the next start of each slot while
+    # its current attempt runs would take the fsync off that path.
     async def append(self, *events: eventlog.Event) -> None:
         """Append the deferred events and then ``events``; return once durable."""
         batch, self.deferred = [*self.deferred, *events], []
