@@ -363,16 +363,9 @@ def errors(
     if json:
         echo(_render.render(table, "json"))
         return
-    columns = [
-        "signature",
-        "error_type",
-        "failures",
-        "items",
-        "recovery_rate",
-        "last_seen",
-        "sample_error",
-    ]
-    echo(_render.table_text(table.select(columns), title="errors by signature"))
+    from dlq._stats_view import errors_text
+
+    echo(errors_text(table))
     note(f"{table.num_rows} signatures; `dlq replay --signature ID` replays one")
 
 
@@ -398,6 +391,7 @@ def demo(
 ) -> None:
     """Build a sample queue, replay it and show what went wrong."""
     from dlq import _demo, _replay_view
+    from dlq._stats_view import errors_text
 
     log = _demo.build_demo(directory)
     note(f"built a sample queue in {log.path}")
@@ -415,8 +409,7 @@ def demo(
         with connection(log.path) as conn:
             echo(_status_table(conn, "after the replay"))
             table = analytics.top_errors(conn, 5)
-        columns = ["signature", "error_type", "failures", "items", "sample_error"]
-        echo(_render.table_text(table.select(columns), title="errors by signature"))
+        echo(errors_text(table))
     note(
         f"explore it:  dlq list --log {log.path}   dlq errors --log {log.path}   "
         f"dlq stats --log {log.path}"

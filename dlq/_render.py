@@ -66,13 +66,22 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def table_text(table: pa.Table, *, title: str | None = None) -> str:
-    """A table for people: aligned columns, long cells cut to fit."""
+def table_text(
+    table: pa.Table, *, title: str | None = None, whole: Iterable[str] = ()
+) -> str:
+    """A table for people: aligned columns, long cells cut to fit, except in
+    the ``whole`` columns (ids a person copies), which are never cut."""
+    rows = [[_short(value) for value in row.values()] for row in table.to_pylist()]
     view = Table(title=title, show_lines=False, header_style="bold")
-    for name in table.column_names:
-        view.add_column(name, overflow="ellipsis", max_width=60, no_wrap=True)
-    for row in table.to_pylist():
-        view.add_row(*[_short(value) for value in row.values()])
+    kept = set(whole)
+    for index, name in enumerate(table.column_names):
+        if name in kept:
+            widest = max([len(name), *(len(row[index]) for row in rows)])
+            view.add_column(name, no_wrap=True, min_width=widest)
+        else:
+            view.add_column(name, overflow="ellipsis", max_width=60, no_wrap=True)
+    for row in rows:
+        view.add_row(*row)
     return capture(view)
 
 

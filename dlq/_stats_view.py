@@ -1,8 +1,10 @@
-"""How `dlq stats` shows the queue's figures to a person."""
+"""How `dlq stats` and `dlq errors` show the queue's figures to a person."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import pyarrow as pa
 
 from dlq import _render
 
@@ -87,3 +89,35 @@ def stats_text(stats: dict[str, Any]) -> str:
         ]
         blocks.append("top signatures\n" + "".join(line + "\n" for line in lines))
     return "\n".join(blocks)
+
+
+def errors_text(table: pa.Table) -> str:
+    """The rows of :func:`analytics.top_errors` as a table, whole signatures
+    first (they are what ``dlq replay --signature`` takes)."""
+    rows = [
+        {
+            "signature": row["signature"],
+            "error_type": row["error_type"],
+            "failures": _number(row["failures"]),
+            "items": _number(row["items"]),
+            "recovered": _percent(row["recovery_rate"]),
+            "last_seen": _render.to_plain(row["last_seen"])[:19].replace("T", " "),
+            "sample_error": row["sample_error"],
+        }
+        for row in table.to_pylist()
+    ]
+    columns = [
+        "signature",
+        "error_type",
+        "failures",
+        "items",
+        "recovered",
+        "last_seen",
+        "sample_error",
+    ]
+    shown = pa.Table.from_pylist(
+        rows, schema=pa.schema([(name, pa.string()) for name in columns])
+    )
+    return _render.table_text(
+        shown, title="errors by signature", whole=["signature", "error_type"]
+    )

@@ -379,6 +379,44 @@ def test_dlq_errors_lists_signatures_most_frequent_first(
     assert [row["failures"] for row in rows] == [9, 8]
 
 
+def test_dlq_errors_shows_whole_signatures_and_recovery_as_a_percentage(
+    replayed: dict[str, Any],
+) -> None:
+    log = replayed["log"]
+    rows = json.loads(invoke(log, "errors", "--json").stdout)
+
+    result = invoke(log, "errors")
+
+    assert result.exit_code == 0, result.output
+    cells = [
+        [cell.strip() for cell in re.split("[│┃]", line)[1:-1]]
+        for line in result.stdout.splitlines()
+        if line.startswith(("│", "┃"))
+    ]
+    assert cells[0] == [
+        "signature",
+        "error_type",
+        "failures",
+        "items",
+        "recovered",
+        "last_seen",
+        "sample_error",
+    ]
+    assert [row[:5] for row in cells[1:]] == [
+        [
+            row["signature"],
+            row["error_type"],
+            str(row["failures"]),
+            str(row["items"]),
+            f"{row['recovery_rate']:.1%}",
+        ]
+        for row in rows
+    ]
+    assert result.stderr == (
+        f"{len(rows)} signatures; `dlq replay --signature ID` replays one\n"
+    )
+
+
 def test_as_of_on_list_and_query_sees_the_log_before_the_second_run(
     replayed: dict[str, Any],
 ) -> None:
