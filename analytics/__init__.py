@@ -14,7 +14,8 @@ person's read-only statement on it.
 you; :func:`queue_stats` and :func:`top_errors` give `dlq stats` and `dlq
 errors`; :func:`status_counts`, :func:`error_type_counts`,
 :func:`failures_over_time`, :func:`top_signatures` and :func:`success_by_run`
-are a notebook's, as Arrow tables.
+are a notebook's, as Arrow tables. :func:`classify_errors` gives error types
+to failures held in Python by the same rules.
 
 Errors::
 
@@ -30,6 +31,7 @@ Errors::
 (:class:`eventlog.LogNotFoundError`, :class:`eventlog.DamagedLogError`).
 """
 
+from analytics._classify import classify_errors
 from analytics._connect import connect
 from analytics._errors import AnalyticsError, ForbiddenQueryError, QueryError
 from analytics._notebook import (
@@ -57,6 +59,7 @@ __all__ = [
     "ItemHistory",
     "QueryError",
     "StatsFilter",
+    "classify_errors",
     "connect",
     "count_pending",
     "error_type_counts",

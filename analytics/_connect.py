@@ -30,7 +30,7 @@ logger = logging.getLogger("analytics")
 # Limitation: a query whose intermediate results do not fit in memory fails
 # rather than spilling to disk, because a sandbox that may write temporary
 # files may write files; a private temporary directory would lift it.
-_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
     "allow_community_extensions": False,
@@ -82,7 +82,7 @@ def connect(
         log = EventLog.open(log)
     parquet_files, live = _snapshot(log)
 
-    conn = duckdb.connect(":memory:", config=_CONFIG)
+    conn = duckdb.connect(":memory:", config=CONFIG)
     try:
         conn.execute("SET TimeZone = 'UTC'")
         # DuckDB draws a progress bar on stdout for long queries, which would

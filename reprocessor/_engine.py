@@ -41,6 +41,10 @@ logger = logging.getLogger("reprocessor")
 # Items are taken from the derived state this many at a time.
 SELECTION_BATCH = 1000
 
+# A run keeps at most this many distinct failures to classify for its summary,
+# which bounds its memory however many items fail.
+_CLASSIFIED_AT_MOST = 10_000
+
 # An attempt's outcome waits at most this long for the next append to carry it.
 _DEFERRED_FOR_AT_MOST_S = 0.2
 
@@ -197,6 +201,11 @@ class _Run:
         self.force = False
         self.process_groups: set[int] = set()
         self.deferred: list[eventlog.Event] = []
+        # Failed attempts by (error type, exit code, signal, error), to count
+        # by error type at the end; past the bound, by recorded type only.
+        self.failures: Counter[tuple[str | None, int | None, int | None, str | None]]
+        self.failures = Counter()
+        self.unclassified: Counter[str] = Counter()
 
     # Limitation: each attempt waits for its start to be fsynced before its
     # command is spawned, a fraction of a millisecond to a few on a busy
@@ -318,7 +327,36 @@ class _Run:
         finally:
             self.summary.duration_s = time.monotonic() - started
             with trio.CancelScope(shield=True):
+                self.summary.error_types = await trio.to_thread.run_sync(
+                    self._classified_failures
+                )
                 await self.append(self._run_finished())
+
+    def _count_failure(self, outcome: Outcome) -> None:
+        """Keep a failed attempt for the summary's count of error types."""
+        key = (outcome.error_type, outcome.exit_code, outcome.signal, outcome.error)
+        if key in self.failures or len(self.failures) < _CLASSIFIED_AT_MOST:
+            self.failures[key] += 1
+        elif outcome.error_type:
+            self.unclassified[outcome.error_type] += 1
+
+    def _classified_failures(self) -> Counter[str]:
+        """This run's failures by error type, as `dlq stats` would count them.
+
+        The recorded types (``exit_code``, ``signal``, ...) are refined by the
+        message, as the views refine them; if that cannot be done, the
+        recorded types are counted as they are.
+        """
+        failures = list(self.failures)
+        counts = Counter(self.unclassified)
+        try:
+            kinds = analytics.classify_errors(failures)
+        except analytics.AnalyticsError as exc:
+            logger.warning("error types counted as recorded: %s", exc)
+            kinds = [error_type or "unknown" for error_type, *_ in failures]
+        for kind, failure in zip(kinds, failures, strict=True):
+            counts[kind] += self.failures[failure]
+        return counts
 
     async def _run_items(self, batches: Iterator[list[dict[str, Any]]]) -> None:
         canary = self.options.canary
@@ -399,8 +437,7 @@ class _Run:
             if outcome.succeeded:
                 self.summary.succeeded += 1
                 return
-            if outcome.error_type:
-                self.summary.error_types[outcome.error_type] += 1
+            self._count_failure(outcome)
             last_try = try_number == options.attempts
             if item.budget_used >= options.max_attempts and (
                 last_try or not self.force

@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 import pytest
 
+import analytics
 import analytics._signatures as signatures
 from analytics._signatures import MACROS
 
@@ -766,3 +767,20 @@ def test_the_docstring_names_every_type_the_rules_give() -> None:
             assert f"``{kind}``" in doc
     for kind in ["exit_code", "unknown", "signal", "timeout", "not_found"]:
         assert f"``{kind}``" in doc
+
+
+def test_classify_errors_gives_the_macros_types_in_order(
+    conn: duckdb.DuckDBPyConnection,
+) -> None:
+    failures = [
+        (recorded, code, None, message)
+        for messages in BY_MESSAGE.values()
+        for message in messages
+        for recorded, code in (("exit_code", 1), (None, None), ("timeout", 2))
+    ]
+
+    kinds = analytics.classify_errors(failures)
+
+    assert kinds == [classify(conn, *failure) for failure in failures]
+    assert kinds.count("timeout") >= len(failures) // 3
+    assert analytics.classify_errors([]) == []
