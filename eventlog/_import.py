@@ -342,10 +342,10 @@ class _Stamping:
         for number, line in enumerate(lines, first):
             try:
                 record = decode(line)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 if not line or line.isspace():
                     continue
-                raise _invalid_line(line, source, number) from None
+                raise _invalid_line(line, source, number, exc) from None
             item_id, job_id = record.item_id, record.job_id
             correlation_id, failure_id = record.correlation_id, record.failure_id
             # What the decoder cannot check: ids made of blanks or holding NUL.
@@ -384,14 +384,19 @@ class _Stamping:
         return _enqueue_table(rows, hashes, micros) if rows else None
 
 
-def _invalid_line(line: bytes, source: str, number: int) -> InvalidRecordError:
-    """The error that tells what is wrong with a line the import refused."""
+def _invalid_line(
+    line: bytes, source: str, number: int, refused: Exception | None = None
+) -> InvalidRecordError:
+    """The error that tells what is wrong with a line the import refused,
+    in the words of :func:`check_record` (or else of ``refused``, the
+    decoder's own error)."""
     try:
         record = _record_decoder.decode(line)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         return InvalidRecordError(source, number, _describe(exc))
     problem = check_record(record)
-    assert problem is not None, "a refused line has a problem"
+    if problem is None:
+        problem = _describe(refused) if refused else "the record is not valid"
     return InvalidRecordError(source, number, problem)
 
 
