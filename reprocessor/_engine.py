@@ -41,8 +41,10 @@ logger = logging.getLogger("reprocessor")
 # Items are taken from the derived state this many at a time.
 SELECTION_BATCH = 1000
 
-# A run keeps at most this many distinct failures to classify for its summary,
-# which bounds its memory however many items fail.
+# Limitation: a run keeps at most this many distinct failures (type, status
+# and message) to classify for its summary, because its memory must not grow
+# with the number of items that fail; failures past it are counted under
+# their recorded type (`exit_code`, `signal`), which `dlq stats` refines.
 _CLASSIFIED_AT_MOST = 10_000
 
 # An attempt's outcome waits at most this long for the next append to carry it.
