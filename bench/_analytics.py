@@ -420,10 +420,9 @@ def _count(conn: duckdb.DuckDBPyConnection, sql: str) -> int:
     return int(row[0])
 
 
-# `dlq stats` by hand: the figures of analytics.queue_stats without filters,
-# straight from the Parquet files with the same signature macros (passed in
-# as JSON), printed as JSON for the comparison of counts.
-_PLAIN_STATS = """\
+# What both references start with: a plain DuckDB, in UTC, with no progress
+# bar on stdout (as dlq), and the signature macros given as JSON.
+_PLAIN_PRELUDE = """\
 import json, sys, duckdb
 files, macros = sys.argv[1], json.loads(sys.argv[2])
 conn = duckdb.connect()
@@ -431,6 +430,14 @@ conn.execute("SET TimeZone = 'UTC'")
 conn.execute("SET enable_progress_bar = false")
 for macro in macros:
     conn.execute(macro)
+"""
+
+# `dlq stats` by hand: the figures of analytics.queue_stats without filters,
+# straight from the Parquet files with the same signature macros (passed in
+# as JSON), printed as JSON for the comparison of counts.
+_PLAIN_STATS = (
+    _PLAIN_PRELUDE
+    + """\
 conn.execute(f"CREATE VIEW ev AS SELECT * FROM read_parquet('{files}')")
 
 def one(sql, params=()):
@@ -541,16 +548,12 @@ attempts["success_rate"] = attempts["succeeded"] / decided if decided else None
 print(json.dumps({"items": items, "attempts": attempts, "last_run": last_run,
     "error_types": error_types, "top_signatures": top}, default=str))
 """
+)
 
 # `dlq errors` by hand: the columns of the errors view, most failures first.
-_PLAIN_ERRORS = """\
-import json, sys, duckdb
-files, macros = sys.argv[1], json.loads(sys.argv[2])
-conn = duckdb.connect()
-conn.execute("SET TimeZone = 'UTC'")
-conn.execute("SET enable_progress_bar = false")
-for macro in macros:
-    conn.execute(macro)
+_PLAIN_ERRORS = (
+    _PLAIN_PRELUDE
+    + """\
 rows = conn.execute(f'''
 WITH ev AS (SELECT * FROM read_parquet('{files}')),
 failure AS (
@@ -611,6 +614,7 @@ LIMIT 20
 for row in rows:
     print(json.dumps([row[0], row[4], row[5], row[9]]), *row[1:4], *row[6:9], row[10])
 """
+)
 
 
 def _macros() -> str:
