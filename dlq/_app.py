@@ -403,7 +403,9 @@ def demo(
             echo(_render.table_text(pending.select(columns), title="pending items"))
     if replay:
         options = _demo.demo_options()
-        note(f"replaying it:  dlq replay -- {' '.join(options.command)}")
+        note(
+            f"replaying it:  dlq replay --log {log.path} -- {' '.join(options.command)}"
+        )
         summary = _replay_view.run_with_progress(log, options, reprocessor_selection())
         echo(_replay_view.summary_text(summary, json=False))
         with connection(log.path) as conn:

@@ -82,6 +82,7 @@ def test_demo_builds_a_queue_replays_it_and_shows_what_went_wrong(
         row["signature"] for row in top
     ]
     assert result.stderr.startswith(f"built a sample queue in {directory}\n")
+    assert f"replaying it:  dlq replay --log {directory} -- " in result.stderr
     assert f"explore it:  dlq list --log {directory}" in result.stderr
 
 
