@@ -392,6 +392,7 @@ def demo(
     """Build a sample queue, replay it and show what went wrong."""
     from dlq import _demo, _replay_view
     from dlq._stats_view import errors_text
+    from reprocessor import Selection
 
     log = _demo.build_demo(directory)
     note(f"built a sample queue in {log.path}")
@@ -406,7 +407,7 @@ def demo(
         note(
             f"replaying it:  dlq replay --log {log.path} -- {' '.join(options.command)}"
         )
-        summary = _replay_view.run_with_progress(log, options, reprocessor_selection())
+        summary = _replay_view.run_with_progress(log, options, Selection())
         echo(_replay_view.summary_text(summary, json=False))
         with connection(log.path) as conn:
             echo(_status_table(conn, "after the replay"))
@@ -425,13 +426,6 @@ def _status_table(conn: Any, title: str) -> str:
         "ORDER BY items DESC, status",
     )
     return _render.table_text(table, title=title)
-
-
-def reprocessor_selection() -> Any:
-    """Every pending item (imported late: only replaying needs trio)."""
-    import reprocessor
-
-    return reprocessor.Selection()
 
 
 _REPLAY_EPILOG = """
