@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from analytics._errors import AnalyticsError
 from analytics._signatures import MACROS
-from analytics._sql import one_line, quote_literal
+from analytics._sql import as_utc, one_line, quote_literal
 from analytics._views import BASE_VIEW, VIEWS
 from eventlog import ARROW_SCHEMA, EventLog, Segment
 
@@ -148,9 +148,7 @@ def _base_view_sql(parquet_files: list[Path], as_of: datetime | None) -> str:
     """The unordered union of every event, cut at ``as_of``."""
     where = ""
     if as_of is not None:
-        if as_of.tzinfo is None:
-            as_of = as_of.replace(tzinfo=UTC)
-        where = f" WHERE ts <= TIMESTAMPTZ '{as_of.astimezone(UTC).isoformat()}'"
+        where = f" WHERE ts <= TIMESTAMPTZ '{as_utc(as_of).isoformat()}'"
     parts = [f"SELECT {_COLUMNS} FROM {_LIVE_TABLE}{where}"]
     if parquet_files:
         files = ", ".join(quote_literal(str(path)) for path in parquet_files)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from analytics._errors import QueryError
 from analytics._query import _fetch
+from analytics._sql import as_utc
 from analytics._views import BASE_VIEW, ITEM_STATUSES
 
 # How many signatures `stats` names.
@@ -45,10 +46,10 @@ class StatsFilter:
     until: datetime | None = None
 
     def __post_init__(self) -> None:
-        if self.since and self.until and _utc(self.since) > _utc(self.until):
+        if self.since and self.until and as_utc(self.since) > as_utc(self.until):
             raise QueryError(
-                f"--since ({_utc(self.since).isoformat()}) is after --until "
-                f"({_utc(self.until).isoformat()}); swap them"
+                f"--since ({as_utc(self.since).isoformat()}) is after --until "
+                f"({as_utc(self.until).isoformat()}); swap them"
             )
 
     def conditions(
@@ -65,26 +66,19 @@ class StatsFilter:
             params.append(self.run_id)
         if self.since is not None:
             sql.append(f"{ts} >= ?")
-            params.append(_utc(self.since))
+            params.append(as_utc(self.since))
         if self.until is not None:
             sql.append(f"{ts} <= ?")
-            params.append(_utc(self.until))
+            params.append(as_utc(self.until))
         return sql, params
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "job_id": self.job_id,
             "run_id": self.run_id,
-            "since": _utc(self.since).isoformat() if self.since else None,
-            "until": _utc(self.until).isoformat() if self.until else None,
+            "since": as_utc(self.since).isoformat() if self.since else None,
+            "until": as_utc(self.until).isoformat() if self.until else None,
         }
-
-
-def _utc(moment: datetime) -> datetime:
-    """A naive datetime is taken as UTC, as everywhere in dlq."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def _where(conditions: Sequence[str]) -> str:
@@ -130,10 +124,10 @@ def _item_counts(conn: duckdb.DuckDBPyConnection, filters: StatsFilter) -> Any:
         params.append(filters.run_id)
     if filters.since is not None:
         conditions.append("updated_at >= ?")
-        params.append(_utc(filters.since))
+        params.append(as_utc(filters.since))
     if filters.until is not None:
         conditions.append("enqueued_at <= ?")
-        params.append(_utc(filters.until))
+        params.append(as_utc(filters.until))
     counts = ", ".join(
         f"count(*) FILTER (WHERE status = '{status}') AS {status}"
         for status in ITEM_STATUSES

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -112,18 +112,20 @@ def require_text(arguments: dict[str, str | list[str] | None]) -> None:
 
 
 def moment(text: str | None, option: str) -> datetime | None:
-    """Parse an ISO 8601 time given to ``option``; naive means UTC (exit 2)."""
+    """Parse an ISO 8601 time given to ``option`` (exit 2 if it is none).
+
+    A time without a zone is passed on as it is: analytics takes it as UTC.
+    """
     if text is None:
         return None
     try:
-        parsed = datetime.fromisoformat(text.strip())
+        return datetime.fromisoformat(text.strip())
     except ValueError:
         raise fail(
             f"{option} {text!r} is not a time; give an ISO 8601 time such as "
             "2026-12-03T14:30:00Z or 2026-12-03",
             2,
         ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @contextmanager
@@ -420,12 +422,7 @@ def demo(
 
 
 def _status_table(conn: Any, title: str) -> str:
-    table = analytics.run_query(
-        conn,
-        "SELECT status, count(*) AS items FROM items GROUP BY status "
-        "ORDER BY items DESC, status",
-    )
-    return _render.table_text(table, title=title)
+    return _render.table_text(analytics.status_counts(conn), title=title)
 
 
 _REPLAY_EPILOG = """
