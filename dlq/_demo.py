@@ -64,8 +64,23 @@ def demo_command() -> tuple[str, ...]:
 
 
 def demo_options() -> reprocessor.ReplayOptions:
-    """How the demo replays its queue: its worker, with a timeout."""
-    return reprocessor.ReplayOptions(command=demo_command(), timeout=30)
+    """How the demo replays its queue: its worker, a second try for what fails,
+    and a timeout short enough that the slow item shows one quickly."""
+    return reprocessor.ReplayOptions(
+        command=demo_command(),
+        timeout=SLOW_TIMEOUT,
+        attempts=2,
+        backoff="fixed",
+        delay=0.1,
+    )
+
+
+# Seconds the demo gives an attempt; the slow item needs far more.
+SLOW_TIMEOUT = 1.5
+
+
+# The sample's number of the one item that takes too long.
+SLOW_ITEM = 1
 
 
 def _sample(items: int, seed: int) -> bytes:
@@ -74,10 +89,19 @@ def _sample(items: int, seed: int) -> bytes:
     for n in range(items):
         job = rng.choice(["thumbnails", "invoices"])
         error_type, exit_code, template = rng.choice(_ERRORS)
+        payload: dict[str, object] = {
+            "n": n,
+            "source": f"s3://batch/{job}/{n:04d}.json",
+        }
+        if n == SLOW_ITEM:
+            # One document far bigger than the rest: the worker needs minutes.
+            job, error_type, exit_code = "invoices", "timeout", None
+            template = "timed out after 30 s"
+            payload["pages"] = 40_000
         record = {
             "item_id": f"{job}-{n:04d}",
             "job_id": job,
-            "payload": {"n": n, "source": f"s3://batch/{job}/{n:04d}.json"},
+            "payload": payload,
             "error": template.format(n=n),
             "error_type": error_type,
             "exit_code": exit_code,

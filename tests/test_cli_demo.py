@@ -41,13 +41,21 @@ def event_count(log: Path) -> int:
 
 
 def still_failing(item: dict[str, Any]) -> bool:
-    """Whether the demo's worker fails for this item, by the rule its docstring
-    tells: corrupt thumbnails (every third) and negative invoices (every
-    fourth)."""
-    n = json.loads(item["payload"])["n"]
+    """Whether the demo's worker fails for this item every time, by the rules
+    its docstring tells: corrupt thumbnails (every third), negative invoices
+    (every fourth), and documents too big to finish before the timeout."""
+    payload = json.loads(item["payload"])
+    n = payload["n"]
+    if payload.get("pages", 0) > 10_000:
+        return True
     if item["job_id"] == "thumbnails":
         return bool(n % 3 == 0)
     return bool(n % 4 == 0)
+
+
+def flaky(item: dict[str, Any]) -> bool:
+    """Whether the worker fails this item on its first attempt only."""
+    return not still_failing(item) and json.loads(item["payload"])["n"] % 5 == 1
 
 
 def test_demo_builds_a_queue_replays_it_and_shows_what_went_wrong(
@@ -67,6 +75,10 @@ def test_demo_builds_a_queue_replays_it_and_shows_what_went_wrong(
     assert all(
         item["status"] == "succeeded" for item in items if not still_failing(item)
     )
+    assert {item["attempts"] for item in items if flaky(item)} == {2}
+    assert {item["attempts"] for item in items if not still_failing(item)} == {1, 2}
+    (slow,) = [item for item in items if "pages" in item["payload"]]
+    assert (slow["status"], slow["last_error_type"]) == ("pending", "timeout")
     before, _, after = result.stdout.partition("after the replay")
     assert table_cells(before)[:2] == [["status", "items"], ["pending", "60"]]
     assert f"selected:    60\nsucceeded:   {60 - len(failing)}\n" in before
