@@ -87,6 +87,11 @@ def errors_as_messages(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def examples(*lines: str) -> str:
+    """A command's help epilog: the example command lines it shows."""
+    return "Examples:\n\n" + "\n\n".join(f"  {line}" for line in lines)
+
+
 def command(*args: Any, **kwargs: Any) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Register a command whose errors are reported as one line."""
 
@@ -139,7 +144,12 @@ def connection(log: Path, as_of: str | None = None) -> Iterator[Any]:
         conn.close()
 
 
-@command("add")
+_ADD_EXAMPLES = examples(
+    "dlq add img-0042 --job thumbnails --payload '{\"n\": 42}' --error 'HTTP 503'",
+)
+
+
+@command("add", epilog=_ADD_EXAMPLES)
 def add(
     item_id: Annotated[str, typer.Argument(help="The item's id.")],
     job: Annotated[str | None, typer.Option(help="The job it belongs to.")] = None,
@@ -190,7 +200,13 @@ def add(
     note(f"enqueued {event.item_id} ({event.event_id})")
 
 
-@command("import")
+_IMPORT_EXAMPLES = examples(
+    "dlq import failures.jsonl",
+    "my-batch-job --failures | dlq import -",
+)
+
+
+@command("import", epilog=_IMPORT_EXAMPLES)
 def import_(
     source: Annotated[
         str, typer.Argument(help="A JSON Lines file of items, or - for stdin.")
@@ -221,7 +237,13 @@ def import_(
     )
 
 
-@command("list")
+_LIST_EXAMPLES = examples(
+    "dlq list --status pending --limit 20",
+    'dlq list --where "attempts >= 3" --json',
+)
+
+
+@command("list", epilog=_LIST_EXAMPLES)
 def list_(
     status: Annotated[
         list[str] | None,
@@ -252,7 +274,13 @@ def list_(
     note(f"{table.num_rows} items")
 
 
-@command("show")
+_SHOW_EXAMPLES = examples(
+    "dlq show img-0042",
+    "dlq show img-0042 --as-of 2026-12-01T09:00:00Z --json",
+)
+
+
+@command("show", epilog=_SHOW_EXAMPLES)
 def show(
     item_id: Annotated[str, typer.Argument(help="The item's id.")],
     json: JsonOption = False,
@@ -274,7 +302,13 @@ def show(
     echo(_render.table_text(history.events.select(columns), title="history"))
 
 
-@command("query")
+_QUERY_EXAMPLES = examples(
+    'dlq query "SELECT status, count(*) FROM items GROUP BY status"',
+    "dlq query \"SELECT * FROM failures WHERE error_type = 'timeout'\" --format csv",
+)
+
+
+@command("query", epilog=_QUERY_EXAMPLES)
 def query(
     sql: Annotated[str, typer.Argument(help="One read-only SELECT over the views.")],
     format_: Annotated[
@@ -309,7 +343,13 @@ def query(
         note(f"wrote {table.num_rows} rows to {output}")
 
 
-@command("stats")
+_STATS_EXAMPLES = examples(
+    "dlq stats",
+    "dlq stats --job thumbnails --since 2026-12-01 --json",
+)
+
+
+@command("stats", epilog=_STATS_EXAMPLES)
 def stats(
     json: JsonOption = False,
     job: Annotated[str | None, typer.Option(help="Only this job.")] = None,
@@ -349,7 +389,13 @@ def stats(
     echo(stats_text(figures))
 
 
-@command("errors")
+_ERRORS_EXAMPLES = examples(
+    "dlq errors --limit 5",
+    "dlq errors --json",
+)
+
+
+@command("errors", epilog=_ERRORS_EXAMPLES)
 def errors(
     json: JsonOption = False,
     limit: Annotated[
@@ -371,14 +417,25 @@ def errors(
     note(f"{table.num_rows} signatures; `dlq replay --signature ID` replays one")
 
 
-@command("compact")
+_COMPACT_EXAMPLES = examples(
+    "dlq compact --log /var/lib/dlq",
+)
+
+
+@command("compact", epilog=_COMPACT_EXAMPLES)
 def compact(log: LogOption = Path(".dlq")) -> None:
     """Seal the live segments of writers that have finished or died."""
     sealed = eventlog.EventLog.open(log).seal_abandoned()
     note(f"sealed {sealed} segments")
 
 
-@command("demo")
+_DEMO_EXAMPLES = examples(
+    "dlq demo",
+    "dlq demo --dir /tmp/dlq-demo --no-replay",
+)
+
+
+@command("demo", epilog=_DEMO_EXAMPLES)
 def demo(
     directory: Annotated[
         Path, typer.Option("--dir", help="Where to build the sample log.")
@@ -425,23 +482,19 @@ def _status_table(conn: Any, title: str) -> str:
     return _render.table_text(analytics.status_counts(conn), title=title)
 
 
-_REPLAY_EPILOG = """
-Examples:
-
-  dlq replay -j 8 --timeout 60 -- python resize.py --url {payload.url}
-
-  dlq replay --job thumbnails --dry-run
-
-  dlq replay --canary 20 --min-success 0.9 --attempts 3 -- ./process.sh {item_id}
-
-  dlq replay --where "last_error LIKE '%Timeout%'" --limit 100
-
-  dlq replay --signature 3f2a9c01d4e7 -- ./process.sh {item_id}
-"""
+_REPLAY_EXAMPLES = examples(
+    "dlq replay -j 8 --timeout 60 -- python resize.py --url {payload.url}",
+    "dlq replay --job thumbnails --dry-run",
+    "dlq replay --canary 20 --min-success 0.9 --attempts 3 -- ./process.sh {item_id}",
+    "dlq replay --where \"last_error LIKE '%Timeout%'\" --limit 100",
+    "dlq replay --signature 3f2a9c01d4e7 -- ./process.sh {item_id}",
+)
 
 
 @command(
-    "replay", epilog=_REPLAY_EPILOG, context_settings={"allow_interspersed_args": False}
+    "replay",
+    epilog=_REPLAY_EXAMPLES,
+    context_settings={"allow_interspersed_args": False},
 )
 def replay(
     command_: Annotated[

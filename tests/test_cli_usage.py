@@ -106,6 +106,21 @@ def test_every_command_has_help_with_a_summary(
     assert words(first_line) in words(result.stdout)
 
 
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_shows_an_example_of_itself(
+    name: str, env: dict[str, str | None]
+) -> None:
+    result = dlq(name, "--help", env={**env, "COLUMNS": "200"})
+
+    assert result.exit_code == 0, result.stderr
+    _, found, shown = result.stdout.partition(" Examples:")
+    assert found
+    lines = [line.strip(" │") for line in shown.splitlines()]
+    assert any(
+        line.startswith(f"dlq {name} ") or line == f"dlq {name}" for line in lines
+    )
+
+
 def test_no_command_shows_the_help_and_is_bad_usage(
     env: dict[str, str | None],
 ) -> None:
