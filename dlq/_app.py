@@ -259,7 +259,12 @@ def show(
     as_of: AsOfOption = None,
     log: LogOption = Path(".dlq"),
 ) -> None:
-    """Show an item's state and its whole history."""
+    """Show an item's state, then its timeline: every event, oldest first.
+
+    One line per event: its time, type, attempt, run, who wrote it
+    (user@host), the exit code, and the first line of its error (or of the
+    reason a person gave).
+    """
     require_text({"ITEM_ID": item_id, "--as-of": as_of})
     with connection(log, as_of) as conn:
         history = analytics.show_item(conn, item_id)
@@ -270,8 +275,7 @@ def show(
         echo(_render.render_json(document))
         return
     echo(_render.key_values(history.item.items()))
-    columns = ["ts", "type", "attempt", "run_id", "exit_code", "error", "user"]
-    echo(_render.table_text(history.events.select(columns), title="history"))
+    echo(_render.timeline_text(history.events))
 
 
 @command("query")

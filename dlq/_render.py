@@ -67,19 +67,30 @@ def _cell(value: Any) -> str:
 
 
 def table_text(
-    table: pa.Table, *, title: str | None = None, whole: Iterable[str] = ()
+    table: pa.Table,
+    *,
+    title: str | None = None,
+    whole: Iterable[str] = (),
+    wide: Iterable[str] = (),
 ) -> str:
     """A table for people: aligned columns, long cells cut to fit, except in
-    the ``whole`` columns (ids a person copies), which are never cut."""
+    the ``whole`` columns (ids a person copies), which are never cut. Cells
+    are cut at 60 characters, or in the ``wide`` columns only where the
+    table would not fit the width."""
     rows = [[_short(value) for value in row.values()] for row in table.to_pylist()]
     view = Table(title=title, show_lines=False, header_style="bold")
-    kept = set(whole)
+    kept, unbounded = set(whole), set(wide)
     for index, name in enumerate(table.column_names):
         if name in kept:
             widest = max([len(name), *(len(row[index]) for row in rows)])
             view.add_column(name, no_wrap=True, min_width=widest)
         else:
-            view.add_column(name, overflow="ellipsis", max_width=60, no_wrap=True)
+            view.add_column(
+                name,
+                overflow="ellipsis",
+                max_width=None if name in unbounded else 60,
+                no_wrap=True,
+            )
     for row in rows:
         view.add_row(*row)
     return capture(view)
@@ -110,3 +121,34 @@ def key_values(pairs: Iterable[tuple[str, Any]]) -> str:
 def render_json(document: Any) -> str:
     """One JSON document on one line."""
     return _json.encode(to_plain(document)).decode() + "\n"
+
+
+# The columns of an item's timeline, as `dlq show` draws it.
+TIMELINE_COLUMNS = ("ts", "type", "attempt", "run_id", "by", "exit_code", "detail")
+
+
+def timeline_text(events: pa.Table) -> str:
+    """An item's events as a timeline: one line each, oldest first.
+
+    ``detail`` is the first line of the event's error, or else of its reason
+    (why a person discarded, requeued or amended it, or why it was
+    quarantined); a longer text ends with an ellipsis.
+    """
+    rows = [
+        {
+            "ts": to_plain(row["ts"]),
+            "type": row["type"],
+            "attempt": _cell(row["attempt"]),
+            "run_id": row["run_id"] or "",
+            "by": f"{row['user']}@{row['host']}",
+            "exit_code": _cell(row["exit_code"])
+            if row["signal"] is None
+            else f"signal {row['signal']}",
+            "detail": row["error"] if row["error"] is not None else row["reason"] or "",
+        }
+        for row in events.to_pylist()
+    ]
+    shown = pa.Table.from_pylist(
+        rows, schema=pa.schema([(name, pa.string()) for name in TIMELINE_COLUMNS])
+    )
+    return table_text(shown, title="timeline", whole=["ts", "type"])
