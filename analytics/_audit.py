@@ -72,16 +72,24 @@ people AS (
     FROM numbered
     GROUP BY writer, type, reason, data, island
 ),
+run_items AS (
+    SELECT run_id, arg_min(item_id, first_start, {FIRST_ITEMS}) AS item_ids
+    FROM (
+        SELECT run_id, item_id, min(event_id) AS first_start
+        FROM {BASE_VIEW}
+        WHERE type = 'attempt_started'
+        GROUP BY run_id, item_id
+    )
+    GROUP BY run_id
+),
 run_events AS (
     SELECT
         run_id,
-        arg_min(item_id, event_id, {FIRST_ITEMS})
-            FILTER (WHERE type = 'attempt_started') AS item_ids,
         arg_max(reason, event_id) FILTER (WHERE type = 'run_finished') AS reason,
         arg_min(writer, event_id) FILTER (WHERE type = 'run_started') AS writer,
         min(event_id) FILTER (WHERE type = 'run_started') AS first_event_id
     FROM {BASE_VIEW}
-    WHERE run_id IS NOT NULL
+    WHERE run_id IS NOT NULL AND type IN ('run_started', 'run_finished')
     GROUP BY run_id
 ),
 replays AS (
@@ -91,7 +99,7 @@ replays AS (
         r.host,
         'replay' AS act,
         r.items,
-        coalesce(e.item_ids, []) AS item_ids,
+        coalesce(i.item_ids, []) AS item_ids,
         r.run_id,
         e.reason,
         json_object(
@@ -108,7 +116,9 @@ replays AS (
         )::VARCHAR AS details,
         e.writer,
         e.first_event_id
-    FROM runs AS r JOIN run_events AS e USING (run_id)
+    FROM runs AS r
+    JOIN run_events AS e USING (run_id)
+    LEFT JOIN run_items AS i USING (run_id)
     WHERE r.started_at IS NOT NULL
 )
 SELECT * FROM (SELECT * FROM people UNION ALL BY NAME SELECT * FROM replays)

@@ -17,6 +17,10 @@ FORMATS = ("table", "csv", "json", "jsonl")
 
 _json = msgspec.json.Encoder()
 
+# The width of what people read, and of a cell that is not given more.
+_WIDTH = 160
+_CELL_WIDTH = 60
+
 
 def to_plain(value: Any) -> Any:
     """A value as JSON-friendly data (timestamps become RFC 3339 strings)."""
@@ -79,18 +83,26 @@ def table_text(
     table would not fit the width."""
     rows = [[_short(value) for value in row.values()] for row in table.to_pylist()]
     view = Table(title=title, show_lines=False, header_style="bold")
-    kept, unbounded = set(whole), set(wide)
+    kept, stretched = set(whole), set(wide)
+    widths = [
+        max([len(name), *(len(row[index]) for row in rows)])
+        for index, name in enumerate(table.column_names)
+    ]
+    # What the other columns leave of the width (each adds 3 for its border
+    # and padding), shared by the wide ones.
+    narrow = [
+        width if name in kept else min(width, _CELL_WIDTH)
+        for name, width in zip(table.column_names, widths, strict=True)
+        if name not in stretched
+    ]
+    spare = _WIDTH - 1 - sum(width + 3 for width in narrow)
+    share = max(_CELL_WIDTH, spare // max(len(stretched), 1) - 3)
     for index, name in enumerate(table.column_names):
         if name in kept:
-            widest = max([len(name), *(len(row[index]) for row in rows)])
-            view.add_column(name, no_wrap=True, min_width=widest)
+            view.add_column(name, no_wrap=True, min_width=widths[index])
         else:
-            view.add_column(
-                name,
-                overflow="ellipsis",
-                max_width=None if name in unbounded else 60,
-                no_wrap=True,
-            )
+            limit = share if name in stretched else _CELL_WIDTH
+            view.add_column(name, overflow="ellipsis", max_width=limit, no_wrap=True)
     for row in rows:
         view.add_row(*row)
     return capture(view)
@@ -104,7 +116,9 @@ def _short(value: Any) -> str:
 
 def capture(renderable: Any) -> str:
     """What rich prints for ``renderable``, as text without colour codes."""
-    console = Console(file=io.StringIO(), width=160, color_system=None, soft_wrap=False)
+    console = Console(
+        file=io.StringIO(), width=_WIDTH, color_system=None, soft_wrap=False
+    )
     console.print(renderable)
     out = console.file
     assert isinstance(out, io.StringIO)
