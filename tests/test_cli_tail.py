@@ -169,7 +169,9 @@ def test_following_gives_each_event_once_across_seals_and_imports(
     writer = LogWriter(log, segment_max_bytes=1500)
     first = [writer.append(enqueued(f"a-{n}"))[0] for n in range(7)]
     *sealed, live = [segment.sealed for segment in log.segments()]
-    assert sealed and all(sealed) and not live
+    assert sealed
+    assert all(sealed)
+    assert not live
     followed = follow_events(log, last=7, interval=0.001)
 
     assert list(itertools.islice(followed, 7)) == first
@@ -275,19 +277,11 @@ def test_tail_follow_prints_every_event_once_while_others_write_and_seal(
             HELPERS / "eventlog_writer.py",
             log.path,
             "300",
-            "--prefix",
-            f"w{n}",
-            "--max-batch",
-            "5",
-            "--seed",
-            str(n),
-            "--segment-max-bytes",
-            "6000",
-            "--wait-for-go",
-            *extra,
+            *("--prefix", f"w{n}", "--max-batch", "5", "--seed", str(n)),
+            *("--segment-max-bytes", "6000", "--wait-for-go", *extra),
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         for n, extra in enumerate([[], [], ["--abandon"]])
     ]
     # The writers start once the tail runs (it has printed what was there).
