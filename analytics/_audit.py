@@ -44,6 +44,11 @@ _PEOPLE = {
 _PEOPLE_TYPES = ", ".join(f"'{kind}'" for kind in _PEOPLE)
 _ACT = " ".join(f"WHEN '{kind}' THEN '{act}'" for kind, act in _PEOPLE.items())
 
+# Limitation: acts are told apart by their events being consecutive in one
+# writer's seq, so two discards for the same reason that one long-lived
+# process (a notebook) made one after the other, with nothing between, show
+# as one act, because events do not record the command they came from; an
+# act id stamped on each event would lift it.
 # Runs take their user, host and totals from the `runs` view; the items they
 # attempted first and the reason a run was closed for it come from its events.
 _ACTS_SQL = f"""

@@ -63,6 +63,10 @@ class _Cursor:
         found.sort(key=lambda event: event.event_id)
         return found
 
+    # Limitation: finding the last events reads every segment once, in
+    # about the time `dlq list` takes, because events are not indexed by
+    # time across segments; reading the segments newest first and stopping
+    # once ``last`` are found would lift it.
     def catch_up(self, last: int) -> list[Event]:
         """Take every event there now as seen; return the newest ``last``.
 
@@ -114,6 +118,11 @@ class _Cursor:
         self.done.add(segment.name)
         return [event_from_row(row) for row in table.to_pylist()]
 
+    # Limitation: an event is given as soon as its line is complete in the
+    # file, which may be a moment before its writer's fsync returns; if that
+    # write then fails (a full disk), the writer trims it away and the event
+    # was given without ever being acknowledged, because a reader cannot see
+    # an fsync; the writer recording how far it is durable would lift it.
     def _read_live(self, segment: Segment) -> list[Event]:
         offset = self.offsets.get(segment.name, 0)
         with open(segment.path, "rb") as fh:
