@@ -14,7 +14,8 @@ person's read-only statement on it.
 you; :func:`queue_stats` and :func:`top_errors` give `dlq stats` and `dlq
 errors`; :func:`status_counts`, :func:`error_type_counts`,
 :func:`failures_over_time`, :func:`top_signatures` and :func:`success_by_run`
-are a notebook's, as Arrow tables. :func:`classify_errors` gives error types
+are a notebook's, as Arrow tables. :func:`audit_trail` says who did what
+to the queue, one row per act. :func:`classify_errors` gives error types
 to failures held in Python by the same rules.
 
 Errors::
@@ -31,6 +32,7 @@ Errors::
 (:class:`eventlog.LogNotFoundError`, :class:`eventlog.DamagedLogError`).
 """
 
+from analytics._audit import audit_trail
 from analytics._classify import classify_errors
 from analytics._connect import connect
 from analytics._errors import AnalyticsError, ForbiddenQueryError, QueryError
@@ -59,6 +61,7 @@ __all__ = [
     "ItemHistory",
     "QueryError",
     "StatsFilter",
+    "audit_trail",
     "classify_errors",
     "connect",
     "count_pending",

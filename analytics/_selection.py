@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,8 @@ from analytics._errors import QueryError
 from analytics._query import _check_condition, _fetch, check_statement
 from analytics._sql import quote_literal
 from analytics._views import BASE_VIEW
+
+logger = logging.getLogger("analytics")
 
 # What a replay needs to know of each item it runs.
 _REPLAY_COLUMNS = (
@@ -189,6 +192,11 @@ def iter_pending(
     """
     _check_limit(limit)
     slices = _slices(conn, item_ids)
+    logger.debug(
+        "selecting in %d slices of the log%s",
+        len(slices),
+        f", the oldest {limit} of all first" if _picks_oldest(slices, limit) else "",
+    )
     if _picks_oldest(slices, limit):
         assert limit is not None
         ids = _pick_oldest(

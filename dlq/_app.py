@@ -4,6 +4,7 @@ and renders what it returns."""
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -48,6 +49,48 @@ AsOfOption = Annotated[
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+logger = logging.getLogger("dlq")
+
+# The packages whose loggers `-v` and DLQ_LOG_LEVEL turn on.
+LOGGED_PACKAGES = ("eventlog", "analytics", "reprocessor", "dlq")
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class _StderrHandler(logging.Handler):
+    """Writes each record to stderr as it is at that moment, which a test
+    runner may have swapped since the handler was made."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+_handler = _StderrHandler()
+_handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+
+def log_level(verbose: bool, setting: str | None) -> int:
+    """The level to log at: DEBUG with ``-v``, else DLQ_LOG_LEVEL, else WARNING.
+
+    Raises:
+        typer.Exit: DLQ_LOG_LEVEL is not a level's name (exit 2).
+    """
+    if verbose:
+        return logging.DEBUG
+    if setting is None or not setting.strip():
+        return logging.WARNING
+    name = setting.strip().upper()
+    if name not in _LEVELS:
+        raise fail(
+            f"DLQ_LOG_LEVEL {setting!r} is not a log level; use one of "
+            f"{', '.join(_LEVELS)}",
+            2,
+        )
+    return logging.getLevelNamesMapping()[name]
 
 
 def echo(text: str) -> None:
@@ -142,6 +185,38 @@ def connection(log: Path, as_of: str | None = None) -> Iterator[Any]:
         yield conn
     finally:
         conn.close()
+
+
+@app.callback()
+def _configure(
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Log what happens to stderr, down to DEBUG detail (or set "
+            "DLQ_LOG_LEVEL to DEBUG, INFO, WARNING or ERROR).",
+        ),
+    ] = False,
+) -> None:
+    level = log_level(verbose, os.environ.get("DLQ_LOG_LEVEL"))
+    loggers = [logging.getLogger(name) for name in LOGGED_PACKAGES]
+    before = [(each.level, each.propagate) for each in loggers]
+    for each in loggers:
+        each.setLevel(level)
+        each.addHandler(_handler)
+        # Our handler says it once; the root's would say it again.
+        each.propagate = False
+
+    def restore() -> None:
+        # For a caller that runs the app in its own process (tests, scripts).
+        for each, (old_level, propagate) in zip(loggers, before, strict=True):
+            each.removeHandler(_handler)
+            each.setLevel(old_level)
+            each.propagate = propagate
+
+    ctx.call_on_close(restore)
 
 
 _ADD_EXAMPLES = examples(
@@ -287,7 +362,12 @@ def show(
     as_of: AsOfOption = None,
     log: LogOption = Path(".dlq"),
 ) -> None:
-    """Show an item's state and its whole history."""
+    """Show an item's state, then its timeline: every event, oldest first.
+
+    One line per event: its time, type, attempt, run, who wrote it
+    (user@host), the exit code, and the first line of its error (or of the
+    reason a person gave).
+    """
     require_text({"ITEM_ID": item_id, "--as-of": as_of})
     with connection(log, as_of) as conn:
         history = analytics.show_item(conn, item_id)
@@ -298,8 +378,7 @@ def show(
         echo(_render.render_json(document))
         return
     echo(_render.key_values(history.item.items()))
-    columns = ["ts", "type", "attempt", "run_id", "exit_code", "error", "user"]
-    echo(_render.table_text(history.events.select(columns), title="history"))
+    echo(_render.timeline_text(history.events))
 
 
 _QUERY_EXAMPLES = examples(

@@ -17,6 +17,10 @@ FORMATS = ("table", "csv", "json", "jsonl")
 
 _json = msgspec.json.Encoder()
 
+# The width of what people read, and of a cell that is not given more.
+_WIDTH = 160
+_CELL_WIDTH = 60
+
 
 def to_plain(value: Any) -> Any:
     """A value as JSON-friendly data (timestamps become RFC 3339 strings)."""
@@ -67,19 +71,38 @@ def _cell(value: Any) -> str:
 
 
 def table_text(
-    table: pa.Table, *, title: str | None = None, whole: Iterable[str] = ()
+    table: pa.Table,
+    *,
+    title: str | None = None,
+    whole: Iterable[str] = (),
+    wide: Iterable[str] = (),
 ) -> str:
     """A table for people: aligned columns, long cells cut to fit, except in
-    the ``whole`` columns (ids a person copies), which are never cut."""
+    the ``whole`` columns (ids a person copies), which are never cut. Cells
+    are cut at 60 characters, or in the ``wide`` columns only where the
+    table would not fit the width."""
     rows = [[_short(value) for value in row.values()] for row in table.to_pylist()]
     view = Table(title=title, show_lines=False, header_style="bold")
-    kept = set(whole)
+    kept, stretched = set(whole), set(wide)
+    widths = [
+        max([len(name), *(len(row[index]) for row in rows)])
+        for index, name in enumerate(table.column_names)
+    ]
+    # What the other columns leave of the width (each adds 3 for its border
+    # and padding), shared by the wide ones.
+    narrow = [
+        width if name in kept else min(width, _CELL_WIDTH)
+        for name, width in zip(table.column_names, widths, strict=True)
+        if name not in stretched
+    ]
+    spare = _WIDTH - 1 - sum(width + 3 for width in narrow)
+    share = max(_CELL_WIDTH, spare // max(len(stretched), 1) - 3)
     for index, name in enumerate(table.column_names):
         if name in kept:
-            widest = max([len(name), *(len(row[index]) for row in rows)])
-            view.add_column(name, no_wrap=True, min_width=widest)
+            view.add_column(name, no_wrap=True, min_width=widths[index])
         else:
-            view.add_column(name, overflow="ellipsis", max_width=60, no_wrap=True)
+            limit = share if name in stretched else _CELL_WIDTH
+            view.add_column(name, overflow="ellipsis", max_width=limit, no_wrap=True)
     for row in rows:
         view.add_row(*row)
     return capture(view)
@@ -93,7 +116,9 @@ def _short(value: Any) -> str:
 
 def capture(renderable: Any) -> str:
     """What rich prints for ``renderable``, as text without colour codes."""
-    console = Console(file=io.StringIO(), width=160, color_system=None, soft_wrap=False)
+    console = Console(
+        file=io.StringIO(), width=_WIDTH, color_system=None, soft_wrap=False
+    )
     console.print(renderable)
     out = console.file
     assert isinstance(out, io.StringIO)
@@ -110,3 +135,34 @@ def key_values(pairs: Iterable[tuple[str, Any]]) -> str:
 def render_json(document: Any) -> str:
     """One JSON document on one line."""
     return _json.encode(to_plain(document)).decode() + "\n"
+
+
+# The columns of an item's timeline, as `dlq show` draws it.
+TIMELINE_COLUMNS = ("ts", "type", "attempt", "run_id", "by", "exit_code", "detail")
+
+
+def timeline_text(events: pa.Table) -> str:
+    """An item's events as a timeline: one line each, oldest first.
+
+    ``detail`` is the first line of the event's error, or else of its reason
+    (why a person discarded, requeued or amended it, or why it was
+    quarantined); a longer text ends with an ellipsis.
+    """
+    rows = [
+        {
+            "ts": to_plain(row["ts"]),
+            "type": row["type"],
+            "attempt": _cell(row["attempt"]),
+            "run_id": row["run_id"] or "",
+            "by": f"{row['user']}@{row['host']}",
+            "exit_code": _cell(row["exit_code"])
+            if row["signal"] is None
+            else f"signal {row['signal']}",
+            "detail": row["error"] if row["error"] is not None else row["reason"] or "",
+        }
+        for row in events.to_pylist()
+    ]
+    shown = pa.Table.from_pylist(
+        rows, schema=pa.schema([(name, pa.string()) for name in TIMELINE_COLUMNS])
+    )
+    return table_text(shown, title="timeline", whole=["ts", "type"])

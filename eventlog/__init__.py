@@ -3,7 +3,8 @@
 Events are appended by :class:`LogWriter` to JSONL segments of its own,
 sealed into Parquet when the writer closes them, and imported in bulk by
 :func:`import_records`. Readers list segments with :meth:`EventLog.segments`
-and read each as an Arrow table.
+and read each as an Arrow table; :func:`follow_events` gives each event once
+as it is appended, for monitoring.
 """
 
 from eventlog._errors import (
@@ -37,6 +38,7 @@ from eventlog._import import (
     new_record,
 )
 from eventlog._log import EventLog, Segment, read_live_segment
+from eventlog._tail import follow_events
 from eventlog._writer import LogWriter
 
 __all__ = [
@@ -64,6 +66,7 @@ __all__ = [
     "enqueue_event",
     "enqueue_items",
     "event_from_row",
+    "follow_events",
     "format_ts",
     "import_records",
     "new_record",

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import gc
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -34,6 +35,8 @@ from eventlog._event import (
 from eventlog._files import create_locked, publish
 from eventlog._log import EventLog
 from eventlog._writer import LogWriter, Stamper
+
+logger = logging.getLogger("eventlog")
 
 # A record larger than this is refused rather than held in memory.
 MAX_RECORD_BYTES = 4 * 1024 * 1024
@@ -281,6 +284,15 @@ def import_records(log: EventLog, stream: BinaryIO, *, source: str) -> ImportRes
         os.fsync(fd)
         if stamping.imported:
             publish(tmp, log.segment_path(name, sealed=True))
+            logger.debug(
+                "published import %s from %s: %d items, %d duplicates skipped",
+                name,
+                source,
+                stamping.imported,
+                stamping.duplicates,
+            )
+        else:
+            logger.debug("import from %s: nothing new to publish", source)
     finally:
         os.close(fd)
         with contextlib.suppress(FileNotFoundError):

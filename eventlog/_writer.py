@@ -277,6 +277,7 @@ class LogWriter:
         os.rename(hidden, path)
         self._segment_name = name
         fsync_dir(path.parent)
+        logger.debug("opened segment %s", name)
         self._file = fh
         self._size = 0
 

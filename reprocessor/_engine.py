@@ -309,9 +309,18 @@ class _Run:
             "limit": selection.limit,
             "include_quarantined": selection.force,
         }
+        logger.debug(
+            "run %s selects %s items%s",
+            self.summary.run_id,
+            "pending and quarantined" if selection.force else "pending",
+            _conditions_text(chosen),
+        )
         if count_total:
             # Only a display of progress needs the total in advance.
             self.summary.expected, _ = analytics.count_pending(conn, **chosen, sample=0)
+            logger.debug(
+                "run %s: %d items match", self.summary.run_id, self.summary.expected
+            )
         batches = analytics.iter_pending(conn, **chosen, batch_size=SELECTION_BATCH)
         # The first batch runs the selection's SQL: a bad --where must fail
         # before a run is recorded, or the log would show a run that passed.
@@ -336,6 +345,20 @@ class _Run:
                     self._classified_failures
                 )
                 await self.append(self._run_finished())
+            summary = self.summary
+            logger.info(
+                "run %s %s: %d selected, %d succeeded, %d failed, %d quarantined, "
+                "%d skipped, %d interrupted in %.1f s",
+                summary.run_id,
+                summary.status,
+                summary.selected,
+                summary.succeeded,
+                summary.failed,
+                summary.quarantined,
+                summary.skipped,
+                summary.interrupted,
+                summary.duration_s,
+            )
 
     def _count_failure(self, outcome: Outcome) -> None:
         """Keep a failed attempt for the summary's count of error types."""
@@ -450,7 +473,23 @@ class _Run:
                 await self._quarantine(item)
                 return
             if not last_try:
-                await trio.sleep(options.backoff_delay(try_number, self.rng))
+                delay = options.backoff_delay(try_number, self.rng)
+                logger.warning(
+                    "retrying %s in %.1f s (try %d of %d): attempt %d failed with %s",
+                    item.item_id,
+                    delay,
+                    try_number + 1,
+                    options.attempts,
+                    item.attempts,
+                    _failure_text(outcome),
+                )
+                await trio.sleep(delay)
+        logger.debug(
+            "%s failed its last try of this run (%d of --max-attempts %d used)",
+            item.item_id,
+            item.budget_used,
+            options.max_attempts,
+        )
         self.summary.failed += 1
 
     async def _attempt(self, item: _Item) -> Outcome | None:
@@ -530,6 +569,10 @@ class _Run:
         return self.template.render(values)
 
     async def _spawn(self, item: _Item, command: Command, attempt: int) -> Outcome:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "spawning %s attempt %d: %s", item.item_id, attempt, _show(command.argv)
+            )
         env = self.base_env.copy()
         env.update(command.env)
         env.update(
@@ -549,6 +592,12 @@ class _Run:
         )
 
     async def _quarantine(self, item: _Item) -> None:
+        logger.debug(
+            "quarantining %s: %d attempts used of --max-attempts %d",
+            item.item_id,
+            item.budget_used,
+            self.options.max_attempts,
+        )
         await self.append(
             eventlog.Event(
                 type="item_quarantined",
@@ -627,3 +676,21 @@ def _asdict(selection: Selection) -> dict[str, Any]:
         "limit": selection.limit,
         "force": selection.force,
     }
+
+
+def _conditions_text(chosen: dict[str, Any]) -> str:
+    """A selection's conditions as a log line shows them."""
+    shown = [
+        f"{name}={value!r}"
+        for name, value in chosen.items()
+        if value not in (None, (), False) and name != "include_quarantined"
+    ]
+    return " where " + ", ".join(shown) if shown else ""
+
+
+def _failure_text(outcome: Outcome) -> str:
+    if outcome.signal is not None:
+        return f"signal {outcome.signal}"
+    if outcome.exit_code is not None:
+        return f"exit code {outcome.exit_code}"
+    return outcome.error_type or "an error"

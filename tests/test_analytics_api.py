@@ -13,6 +13,7 @@ def test_the_public_names_are_exactly_these() -> None:
         "ItemHistory",
         "QueryError",
         "StatsFilter",
+        "audit_trail",
         "classify_errors",
         "connect",
         "count_pending",

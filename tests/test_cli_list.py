@@ -359,12 +359,12 @@ def test_list_reads_live_segments_of_a_running_writer(tmp_path: Path) -> None:
 # -- show ----------------------------------------------------------------------
 
 
-def test_show_prints_the_state_then_the_history(queue: Queue) -> None:
+def test_show_prints_the_state_then_a_timeline_of_every_event(queue: Queue) -> None:
     result = dlq("show", "quar-1", "--log", queue.path)
 
     assert result.exit_code == 0, result.stderr
     assert result.stderr == ""
-    state, _, history = result.stdout.partition("history")
+    state, _, timeline = result.stdout.partition("timeline")
     row = queue.rows["quar-1"]
     assert state.splitlines()[:4] == [
         "item_id:         quar-1",
@@ -374,20 +374,61 @@ def test_show_prints_the_state_then_the_history(queue: Queue) -> None:
     ]
     assert "last_error:      second\n" in state
     assert f"enqueued_at:     {row['enqueued_at']}\n" in state
-    header, *rows = table_cells(history)
-    assert header == ["ts", "type", "attempt", "run_id", "exit_code", "error", "user"]
+    header, *rows = table_cells(timeline)
+    assert header == [
+        "ts",
+        "type",
+        "attempt",
+        "run_id",
+        "by",
+        "exit_code",
+        "detail",
+    ]
     events = queue.events["quar-1"]
-    assert [cells[:6] for cells in rows] == [
+    assert rows == [
         [
             event.ts,
             event.type,
             _text(event.attempt),
             _text(event.run_id),
+            f"{event.user}@{event.host}",
             _text(event.exit_code),
-            _text(event.error),
+            _text(event.error or event.reason),
         ]
         for event in events
     ]
+    assert rows[-1][-1] == "too many"  # a quarantine's reason
+
+
+def test_the_timeline_gives_one_line_per_event_cut_with_an_ellipsis(
+    tmp_path: Path,
+) -> None:
+    log = EventLog.open(tmp_path / "log", create=True)
+    long_error = "Traceback (most recent call last):\n  File x\nValueError: bad"
+    with LogWriter(log) as writer:
+        writer.append(
+            [
+                _enqueued("long-1", "nightly", error=long_error),
+                Event(
+                    type="attempt_failed",
+                    item_id="long-1",
+                    run_id="r1",
+                    attempt=1,
+                    error="E" * 200,
+                    signal=9,
+                ),
+            ]
+        )
+
+    result = dlq("show", "long-1", "--log", log.path)
+
+    assert result.exit_code == 0, result.stderr
+    _, *rows = table_cells(result.stdout.partition("timeline")[2])
+    assert [row[1] for row in rows] == ["item_enqueued", "attempt_failed"]
+    assert rows[0][-1] == "Traceback (most recent call last): …"
+    assert rows[1][-2] == "signal 9"
+    assert rows[1][-1].endswith("…")
+    assert set(rows[1][-1][:-1]) == {"E"}
 
 
 def _text(value: object) -> str:

@@ -28,6 +28,8 @@ COMMANDS = [
     "compact",
     "demo",
     "replay",
+    "audit",
+    "tail",
 ]
 
 

@@ -31,6 +31,7 @@ PUBLIC_NAMES = {
     "enqueue_event",
     "enqueue_items",
     "event_from_row",
+    "follow_events",
     "format_ts",
     "import_records",
     "new_record",
