@@ -474,7 +474,9 @@ class _Run:
                 return
             if not last_try:
                 delay = options.backoff_delay(try_number, self.rng)
-                logger.warning(
+                # DEBUG, not WARNING: a retry is what --attempts asked for,
+                # and a line per retry would bury the progress and summary.
+                logger.debug(
                     "retrying %s in %.1f s (try %d of %d): attempt %d failed with %s",
                     item.item_id,
                     delay,

@@ -45,7 +45,7 @@ def what_a_replay_logs(result: Result) -> list[str]:
         f"DEBUG reprocessor: run {run_id} selects pending items",
         "DEBUG analytics: selecting in 1 slices of the log",
         "DEBUG reprocessor: spawning order-1 attempt 1: sh -c 'exit 3'",
-        "WARNING reprocessor: retrying order-1 in 0.0 s (try 2 of 2): attempt 1 "
+        "DEBUG reprocessor: retrying order-1 in 0.0 s (try 2 of 2): attempt 1 "
         "failed with exit code 3",
         "DEBUG reprocessor: spawning order-1 attempt 2: sh -c 'exit 3'",
         "DEBUG reprocessor: quarantining order-1: 2 attempts used of --max-attempts 2",
@@ -83,13 +83,21 @@ def test_verbose_replay_logs_its_selection_spawns_retries_and_quarantines(
     )
 
 
-def test_without_verbose_only_warnings_reach_stderr(log: EventLog) -> None:
+def test_without_verbose_nothing_but_warnings_reach_stderr(log: EventLog) -> None:
     result = replay_twice_and_quarantine(log)
 
     assert result.exit_code == 1, result.stderr
+    assert result.stderr == ""
+
+
+def test_without_verbose_a_skipped_item_is_a_warning(log: EventLog) -> None:
+    import_records(log, io.BytesIO(b'{"item_id": "no-command"}\n'), source="test")
+
+    result = dlq("replay", "--json", "--log", log.path)
+
+    assert result.exit_code == 1, result.stderr
     assert result.stderr.splitlines() == [
-        "WARNING reprocessor: retrying order-1 in 0.0 s (try 2 of 2): attempt 1 "
-        "failed with exit code 3"
+        "WARNING reprocessor: skipped no-command: it has no recorded command"
     ]
 
 
@@ -98,7 +106,7 @@ def test_info_level_logs_one_line_per_run_and_no_detail(log: EventLog) -> None:
 
     assert result.exit_code == 1, result.stderr
     lines = result.stderr.splitlines()
-    assert [line.split(" ", 1)[0] for line in lines] == ["WARNING", "INFO"]
+    assert [line.split(" ", 1)[0] for line in lines] == ["INFO"]
 
 
 def test_verbose_import_logs_the_published_file(tmp_path: Path) -> None:
