@@ -2,10 +2,13 @@
 
 Events are appended by :class:`LogWriter` to JSONL segments of its own,
 sealed into Parquet when the writer closes them, and imported in bulk by
-:func:`import_records`. Readers list segments with :meth:`EventLog.segments`
-and read each as an Arrow table.
+:func:`import_records`; :func:`compact_log` seals what dead writers left and
+merges small files. Readers list segments with :meth:`EventLog.segments` and
+read each as an Arrow table. :func:`verify_log` recomputes every hash and
+checks the log against its manifest.
 """
 
+from eventlog._compact import CompactResult, compact_log
 from eventlog._errors import (
     DamagedLogError,
     EventLogError,
@@ -37,6 +40,7 @@ from eventlog._import import (
     new_record,
 )
 from eventlog._log import EventLog, Segment, read_live_segment
+from eventlog._verify import Problem, VerifyReport, verify_log
 from eventlog._writer import LogWriter
 
 __all__ = [
@@ -45,6 +49,7 @@ __all__ = [
     "FIELD_NAMES",
     "GENESIS_HASH",
     "SCHEMA_VERSION",
+    "CompactResult",
     "DamagedLogError",
     "EnqueueRecord",
     "Event",
@@ -56,11 +61,14 @@ __all__ = [
     "LogBusyError",
     "LogNotFoundError",
     "LogWriter",
+    "Problem",
     "Segment",
+    "VerifyReport",
     "WriterFailedError",
     "canonical_bytes",
     "chain_hash",
     "check_record",
+    "compact_log",
     "enqueue_event",
     "enqueue_items",
     "event_from_row",
@@ -68,4 +76,5 @@ __all__ = [
     "import_records",
     "new_record",
     "read_live_segment",
+    "verify_log",
 ]
