@@ -176,6 +176,8 @@ class _Seen:
     last: int | None = None
     hash: str | None = None
     foreign: bool = False
+    # Part of it could not be read (reported as such): its counts prove nothing.
+    unreadable: bool = False
 
 
 @dataclass(slots=True)
@@ -311,8 +313,7 @@ class _Verifier:
             ) from None
         except (pa.ArrowException, OSError) as exc:
             self._damage(Problem(file, problem=f"unreadable: {exc}"))
-            for name, _ in parts:
-                self._resync(name.rsplit("-", 1)[0])
+            self._unreadable(file, parts)
             return
         if not parquet.schema_arrow.equals(ARROW_SCHEMA, check_metadata=False):
             self._damage(Problem(file, problem="its columns are not the event schema"))
@@ -329,8 +330,15 @@ class _Verifier:
                 row += batch.num_rows
         except (pa.ArrowException, OSError) as exc:
             self._damage(Problem(file, row=row + 1, problem=f"unreadable: {exc}"))
-            for name, _ in parts:
-                self._resync(name.rsplit("-", 1)[0])
+            self._unreadable(file, parts)
+
+    def _unreadable(self, file: str, parts: list[tuple[str, int]]) -> None:
+        """Take the next events of these segments' writers as they come, and
+        check these segments no further against the manifest."""
+        for name, _ in parts:
+            writer = name.rsplit("-", 1)[0]
+            self._resync(writer)
+            self.seen.setdefault(name, _Seen(file, writer)).unreadable = True
 
     def _row_owners(
         self, file: str, parts: list[tuple[str, int]], total: int
@@ -544,6 +552,8 @@ class _Verifier:
             seen = self.seen.get(name)
             if seen is None:
                 self._report_missing(name, known, missing)
+                continue
+            if seen.unreadable:
                 continue
             if final is not None:
                 held = (seen.count, seen.first, seen.last, seen.hash)
