@@ -73,6 +73,11 @@ def ensure_manifest(log_dir: Path, staging: Path, *, complete: bool) -> Path:
     return path
 
 
+# Limitation: a write cut short in the middle of a record (a crash of the
+# machine, or a full disk, between two appends of different processes) leaves
+# a damaged line that `dlq verify` reports, with the record it held lost,
+# because other processes append after it and it cannot be trimmed; a record
+# per writer in a file of its own would lift it.
 def append_record(log_dir: Path, staging: Path, record: dict[str, Any]) -> None:
     """Append one record to the manifest, durably.
 
