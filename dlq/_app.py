@@ -497,15 +497,20 @@ def errors(
 
 
 _COMPACT_EXAMPLES = examples(
-    "dlq compact --log /var/lib/dlq",
+    "dlq compact",
+    "dlq compact --log /var/lib/dlq && dlq verify --log /var/lib/dlq",
 )
 
 
 @command("compact", epilog=_COMPACT_EXAMPLES)
 def compact(log: LogOption = Path(".dlq")) -> None:
-    """Seal the live segments of writers that have finished or died."""
-    sealed = eventlog.EventLog.open(log).seal_abandoned()
-    note(f"sealed {sealed} segments")
+    """Seal what finished or dead writers left live, and merge small files.
+
+    Safe to run beside writers and a running replay, and to interrupt: every
+    event stays readable exactly once, in the same order.
+    """
+    done = eventlog.compact_log(eventlog.EventLog.open(log))
+    note(f"sealed {done.sealed} segments, merged {done.merged} files into {done.into}")
 
 
 _DEMO_EXAMPLES = examples(

@@ -5,8 +5,13 @@ sealed into Parquet when the writer closes them, and imported in bulk by
 :func:`import_records`. Readers list segments with :meth:`EventLog.segments`
 and read each as an Arrow table; :func:`follow_events` gives each event once
 as it is appended, for monitoring.
+:func:`import_records`; :func:`compact_log` seals what dead writers left and
+merges small files. Readers list segments with :meth:`EventLog.segments` and
+read each as an Arrow table. :func:`verify_log` recomputes every hash and
+checks the log against its manifest.
 """
 
+from eventlog._compact import CompactResult, compact_log
 from eventlog._errors import (
     DamagedLogError,
     EventLogError,
@@ -39,6 +44,7 @@ from eventlog._import import (
 )
 from eventlog._log import EventLog, Segment, read_live_segment
 from eventlog._tail import follow_events
+from eventlog._verify import Problem, VerifyReport, verify_log
 from eventlog._writer import LogWriter
 
 __all__ = [
@@ -47,6 +53,7 @@ __all__ = [
     "FIELD_NAMES",
     "GENESIS_HASH",
     "SCHEMA_VERSION",
+    "CompactResult",
     "DamagedLogError",
     "EnqueueRecord",
     "Event",
@@ -58,11 +65,14 @@ __all__ = [
     "LogBusyError",
     "LogNotFoundError",
     "LogWriter",
+    "Problem",
     "Segment",
+    "VerifyReport",
     "WriterFailedError",
     "canonical_bytes",
     "chain_hash",
     "check_record",
+    "compact_log",
     "enqueue_event",
     "enqueue_items",
     "event_from_row",
@@ -71,4 +81,5 @@ __all__ = [
     "import_records",
     "new_record",
     "read_live_segment",
+    "verify_log",
 ]

@@ -283,6 +283,10 @@ def import_records(log: EventLog, stream: BinaryIO, *, source: str) -> ImportRes
                 out.write(pa.concat_tables(gathered))
         os.fsync(fd)
         if stamping.imported:
+            # Recorded before it is published, so that every imported file is
+            # in the manifest; `dlq compact` withdraws the record of a file a
+            # crash left unpublished.
+            log.record(stamping.record(name))
             publish(tmp, log.segment_path(name, sealed=True))
             logger.debug(
                 "published import %s from %s: %d items, %d duplicates skipped",
@@ -322,6 +326,19 @@ class _Stamping:
         self._source = source
         self._known = known  # failure ids in the log or earlier in the input
         self._lines = 0  # how many lines were read before the next chunk
+
+    def record(self, name: str) -> dict[str, object]:
+        """The manifest record of the file these events were written to."""
+        stamper = self._stamper
+        return {
+            "record": "import",
+            "name": name,
+            "writer": stamper.writer_id,
+            "count": self.imported,
+            "first": stamper.seq - self.imported + 1,
+            "last": stamper.seq,
+            "hash": stamper.prev_hash,
+        }
 
     def stamp(self, lines: list[bytes]) -> pa.Table | None:
         """Check and stamp the next chunk's lines; return their events, if any.

@@ -2,8 +2,10 @@
 
 Layout (all names below the log directory)::
 
+    manifest.jsonl                 one line per segment or import published
     segments/<writer>-<n>.jsonl    live segments, appended by one writer each
     sealed/<writer>-<n>.parquet    sealed segments, never changed again
+    merged/<first>+<token>.parquet sealed segments merged by `dlq compact`
     staging/                       imports being written, invisible to readers
     locks/                         advisory locks (one replay at a time)
 
@@ -11,7 +13,9 @@ A segment is known by its name ``<writer>-<n>``. When both a live and a
 sealed file of the same name exist (a seal was interrupted between publishing
 the Parquet file and removing the JSONL file), the sealed one is the segment
 and the live one is ignored; so each event is readable exactly once at every
-instant of a seal.
+instant of a seal. Likewise a merged file names the segments it holds (in its
+Parquet metadata), and readers skip those segments' own files, which the
+merge removes after publishing it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,17 +46,23 @@ from eventlog._files import (
     remove_unheld,
     try_flock,
 )
+from eventlog._manifest import append_record, ensure_manifest
 
 logger = logging.getLogger("eventlog")
 
 SEGMENTS = "segments"
 SEALED = "sealed"
+MERGED = "merged"
 STAGING = "staging"
 LOCKS = "locks"
 MARKER = "dlq-log.json"
 
 _MARKER_TEXT = b'{"format": "dlq-event-log", "version": 1}\n'
 _REQUIRED = ("event_id", "ts", "type", "writer", "seq", "hash")
+
+# The Parquet metadata key of a merged file: the JSON list of the segments it
+# holds, in order, as ``[name, rows]`` pairs.
+MERGED_FROM = b"dlq.merged_from"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +83,8 @@ class EventLog:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        # What each merged file holds: read once, since it never changes.
+        self._merged_inputs: dict[str, list[tuple[str, int]]] = {}
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, create: bool = False) -> EventLog:
@@ -91,8 +104,10 @@ class EventLog:
         return log
 
     def _create(self) -> None:
-        for sub in (SEGMENTS, SEALED, STAGING, LOCKS):
+        for sub in (SEGMENTS, SEALED, MERGED, STAGING, LOCKS):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
+        # Before the marker: a log that is visible has a complete manifest.
+        ensure_manifest(self.path, self.path / STAGING, complete=True)
         tmp = self.path / STAGING / f".{MARKER}.{os.getpid()}"
         tmp.write_bytes(_MARKER_TEXT)
         with open(tmp, "rb") as fh:
@@ -112,21 +127,62 @@ class EventLog:
         """A private file for writing aside before publishing."""
         return self.path / STAGING / name
 
+    def merged_path(self, name: str) -> Path:
+        """Where the merged file ``name`` is stored."""
+        return self.path / MERGED / f"{name}.parquet"
+
+    def record(self, record: dict[str, object]) -> None:
+        """Append one record to the log's manifest, durably.
+
+        Raises:
+            OSError: the disk refused the write.
+        """
+        append_record(self.path, self.path / STAGING, record)
+
     def segments(self) -> list[Segment]:
-        """The segments to read, sealed in preference to live, in name order."""
-        # Live first: a seal publishes the Parquet file before it removes the
-        # JSONL one, so a segment sealed between the two listings is still in
-        # one of them (listing sealed first could miss it in both).
+        """The segments to read, each event in exactly one, in name order.
+
+        A sealed file is read in preference to a live one of the same name,
+        and a merged file in preference to the files of the segments it
+        holds; a merged file sorts where the first segment it holds would.
+        """
+        # Each file is published before the one it replaces is removed, so
+        # listing the replaced kind first means that a file replaced between
+        # two listings is in one of them (listing in the other order could
+        # miss it in both): live, then sealed, then merged.
         live = _names(self.path / SEGMENTS, ".jsonl")
         sealed = _names(self.path / SEALED, ".parquet")
-        found = [
-            Segment(name, self.segment_path(name, sealed=True), True) for name in sealed
+        merged = _names(self.path / MERGED, ".parquet")
+        covered = {name for file in merged for name, _ in self.merged_inputs(file)}
+        found = [Segment(name, self.merged_path(name), True) for name in merged]
+        found += [
+            Segment(name, self.segment_path(name, sealed=True), True)
+            for name in sealed - covered
         ]
         found += [
             Segment(name, self.segment_path(name, sealed=False), False)
-            for name in live - sealed
+            for name in live - sealed - covered
         ]
         return sorted(found, key=lambda s: s.name)
+
+    def merged_inputs(self, name: str) -> list[tuple[str, int]]:
+        """The segments merged file ``name`` holds, in order, with their rows.
+
+        A file whose metadata cannot be read holds none: reading it raises
+        :class:`DamagedLogError` anyway.
+        """
+        if name not in self._merged_inputs:
+            try:
+                metadata = pq.read_metadata(self.merged_path(name)).metadata or {}
+                inputs = msgspec.json.decode(
+                    metadata.get(MERGED_FROM, b"[]"), type=list[tuple[str, int]]
+                )
+            except FileNotFoundError:
+                return []  # removed since it was listed: a later merge holds it
+            except (pa.ArrowException, OSError, msgspec.DecodeError):
+                inputs = []
+            self._merged_inputs[name] = inputs
+        return self._merged_inputs[name]
 
     # -- reading ---------------------------------------------------------
 
@@ -201,6 +257,10 @@ class EventLog:
         try:
             pq.write_table(table, tmp, compression="zstd")
             os.fsync(fd)
+            # Recorded before it is published, so that every sealed file is
+            # in the manifest; a crash in between leaves the live file, which
+            # holds the same events.
+            self.record(published_record("sealed", name, table))
             publish(tmp, final)
         finally:
             _remove(tmp)
@@ -230,9 +290,34 @@ class EventLog:
     def _clean_leftovers(self) -> None:
         """Remove what interrupted imports, seals and segment creations left."""
         for path in (self.path / STAGING).iterdir():
-            remove_unheld(path)
+            if _IMPORT_NAME.fullmatch(path.name):
+                self._withdraw_import(path)
+            else:
+                remove_unheld(path)
         for path in (self.path / SEGMENTS).glob(".*.jsonl"):
             remove_unheld(path)
+
+    def _withdraw_import(self, path: Path) -> None:
+        """Remove an import its process left unpublished, and say so in the
+        manifest (which may have recorded it before the process died)."""
+        name = path.name.removesuffix(".parquet")
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            if not try_flock(fd):
+                return  # the import is still under way
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(path).st_ino != os.fstat(fd).st_ino:
+                    return
+                if not self.segment_path(name, sealed=True).exists():
+                    # Withdrawn before removed: a crash between the two leaves
+                    # a leftover that the next clean-up removes again.
+                    self.record({"record": "withdrawn", "name": name})
+                os.unlink(path)
+        finally:
+            os.close(fd)
 
     # -- locks -----------------------------------------------------------
 
@@ -314,6 +399,25 @@ def _raise_first_damage(path: Path, complete: bytes) -> None:
             _parse_lines(line + b"\n")
         except pa.ArrowInvalid as exc:
             raise DamagedLogError(str(path), number, str(exc)) from None
+
+
+# The name an import writes its file under in ``staging/``.
+_IMPORT_NAME = re.compile(r"[0-9a-f]{12}-[0-9]{6}\.parquet")
+
+
+def published_record(kind: str, name: str, table: pa.Table) -> dict[str, object]:
+    """The manifest record of a segment sealed (or imported) as ``table``."""
+    count = table.num_rows
+    seqs, hashes = table.column("seq"), table.column("hash")
+    return {
+        "record": kind,
+        "name": name,
+        "writer": name.rsplit("-", 1)[0],
+        "count": count,
+        "first": seqs[0].as_py() if count else None,
+        "last": seqs[count - 1].as_py() if count else None,
+        "hash": hashes[count - 1].as_py() if count else None,
+    }
 
 
 def _names(directory: Path, suffix: str) -> set[str]:

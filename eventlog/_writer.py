@@ -280,6 +280,19 @@ class LogWriter:
         logger.debug("opened segment %s", name)
         self._file = fh
         self._size = 0
+        # Recorded once the file is in place and before any event is in it:
+        # a crash in between leaves an empty segment, and a segment holding
+        # events is always in the manifest (so its removal can be seen).
+        seq, prev_hash, _ = self._durable_state
+        self.log.record(
+            {
+                "record": "segment",
+                "name": name,
+                "writer": self.writer_id,
+                "first": seq + 1,
+                "prev": prev_hash,
+            }
+        )
 
     def _close_segment(self, *, seal: bool) -> None:
         fh, self._file = self._file, None

@@ -30,6 +30,7 @@ COMMANDS = [
     "replay",
     "audit",
     "tail",
+    "verify",
 ]
 
 

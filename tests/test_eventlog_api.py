@@ -8,6 +8,7 @@ import eventlog
 
 PUBLIC_NAMES = {
     "ARROW_SCHEMA",
+    "CompactResult",
     "DamagedLogError",
     "EVENT_TYPES",
     "EnqueueRecord",
@@ -22,12 +23,15 @@ PUBLIC_NAMES = {
     "LogBusyError",
     "LogNotFoundError",
     "LogWriter",
+    "Problem",
     "SCHEMA_VERSION",
     "Segment",
+    "VerifyReport",
     "WriterFailedError",
     "canonical_bytes",
     "chain_hash",
     "check_record",
+    "compact_log",
     "enqueue_event",
     "enqueue_items",
     "event_from_row",
@@ -36,6 +40,7 @@ PUBLIC_NAMES = {
     "import_records",
     "new_record",
     "read_live_segment",
+    "verify_log",
 }
 
 
