@@ -15,7 +15,9 @@ you; :func:`queue_stats` and :func:`top_errors` give `dlq stats` and `dlq
 errors`; :func:`status_counts`, :func:`error_type_counts`,
 :func:`failures_over_time`, :func:`top_signatures` and :func:`success_by_run`
 are a notebook's, as Arrow tables. :func:`classify_errors` gives error types
-to failures held in Python by the same rules.
+to failures held in Python by the same rules. :func:`export_rows` writes the
+items or events to a file (Parquet, CSV, JSON, JSON Lines) or back to
+Prodigy's dead-letter queue layout.
 
 Errors::
 
@@ -34,6 +36,7 @@ Errors::
 from analytics._classify import classify_errors
 from analytics._connect import connect
 from analytics._errors import AnalyticsError, ForbiddenQueryError, QueryError
+from analytics._export import EXPORT_FORMATS, ExportResult, export_rows
 from analytics._notebook import (
     error_type_counts,
     failures_over_time,
@@ -53,8 +56,10 @@ from analytics._stats import StatsFilter, queue_stats, top_errors
 from analytics._views import ITEM_STATUSES
 
 __all__ = [
+    "EXPORT_FORMATS",
     "ITEM_STATUSES",
     "AnalyticsError",
+    "ExportResult",
     "ForbiddenQueryError",
     "ItemHistory",
     "QueryError",
@@ -63,6 +68,7 @@ __all__ = [
     "connect",
     "count_pending",
     "error_type_counts",
+    "export_rows",
     "failures_over_time",
     "iter_pending",
     "list_items",

@@ -2,8 +2,10 @@
 
 Events are appended by :class:`LogWriter` to JSONL segments of its own,
 sealed into Parquet when the writer closes them, and imported in bulk by
-:func:`import_records`. Readers list segments with :meth:`EventLog.segments`
-and read each as an Arrow table.
+:func:`import_records` (JSON Lines) or :func:`import_prodigy` (Prodigy's
+dead-letter queue, whose file names :func:`encode_prodigy_name` makes safe).
+Readers list segments with :meth:`EventLog.segments` and read each as an
+Arrow table.
 """
 
 from eventlog._errors import (
@@ -13,6 +15,7 @@ from eventlog._errors import (
     InvalidRecordError,
     LogBusyError,
     LogNotFoundError,
+    ProdigyFormatError,
     WriterFailedError,
 )
 from eventlog._event import (
@@ -37,6 +40,13 @@ from eventlog._import import (
     new_record,
 )
 from eventlog._log import EventLog, Segment, read_live_segment
+from eventlog._prodigy import (
+    ProdigyImportResult,
+    decode_prodigy_name,
+    encode_prodigy_name,
+    import_prodigy,
+    prodigy_item_id,
+)
 from eventlog._writer import LogWriter
 
 __all__ = [
@@ -56,16 +66,22 @@ __all__ = [
     "LogBusyError",
     "LogNotFoundError",
     "LogWriter",
+    "ProdigyFormatError",
+    "ProdigyImportResult",
     "Segment",
     "WriterFailedError",
     "canonical_bytes",
     "chain_hash",
     "check_record",
+    "decode_prodigy_name",
+    "encode_prodigy_name",
     "enqueue_event",
     "enqueue_items",
     "event_from_row",
     "format_ts",
+    "import_prodigy",
     "import_records",
     "new_record",
+    "prodigy_item_id",
     "read_live_segment",
 ]

@@ -258,34 +258,70 @@ def import_records(log: EventLog, stream: BinaryIO, *, source: str) -> ImportRes
         InvalidRecordError: a line is invalid; nothing was imported.
         OSError: the disk refused the write; nothing was imported.
     """
+    with staged_segment(log) as staged:
+        stamping = _Stamping(staged.stamper, source, log.failure_ids())
+        for lines in iter_chunks(stream, source):
+            table = stamping.stamp(lines)
+            if table is not None:
+                staged.add(table)
+    return ImportResult(imported=stamping.imported, duplicates=stamping.duplicates)
+
+
+class StagedSegment:
+    """A sealed segment being written aside, in ``staging/``, by one import.
+
+    Its events are stamped by :attr:`stamper`, a writer of its own, and
+    added as Arrow tables; :func:`staged_segment` publishes them all at once.
+    """
+
+    def __init__(self, stamper: Stamper, out: _BackgroundParquet) -> None:
+        self.stamper = stamper
+        self.rows = 0
+        self._out = out
+        self._gathered: list[pa.Table] = []
+        self._gathered_rows = 0
+
+    def add(self, table: pa.Table) -> None:
+        """Add stamped events (with :data:`ARROW_SCHEMA`) after those added before."""
+        self._gathered.append(table)
+        self._gathered_rows += table.num_rows
+        self.rows += table.num_rows
+        if self._gathered_rows >= ROW_GROUP:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand the gathered events to the writer as one row group."""
+        if self._gathered:
+            self._out.write(pa.concat_tables(self._gathered))
+            self._gathered, self._gathered_rows = [], 0
+
+
+@contextlib.contextmanager
+def staged_segment(log: EventLog) -> Iterator[StagedSegment]:
+    """Write a new sealed segment aside, then publish it whole.
+
+    The events added in the block are written to a Parquet file in
+    ``staging/``. When the block ends normally and at least one event was
+    added, the file is made durable and renamed into ``sealed/``, which
+    publishes every event at once; when it raises, or added nothing, the
+    file is removed and the log is as it was.
+    """
     stamper = Stamper()
     name = f"{stamper.writer_id}-000001"
     tmp = log.staging_path(f"{name}.parquet")
-    stamping = _Stamping(stamper, source, log.failure_ids())
     fd = create_locked(tmp)  # the lock marks the file as in use for `compact`
     try:
         with _gc_paused(), _BackgroundParquet(tmp) as out:
-            gathered: list[pa.Table] = []
-            rows = 0
-            for lines in iter_chunks(stream, source):
-                table = stamping.stamp(lines)
-                if table is None:
-                    continue
-                gathered.append(table)
-                rows += table.num_rows
-                if rows >= ROW_GROUP:
-                    out.write(pa.concat_tables(gathered))
-                    gathered, rows = [], 0
-            if gathered:
-                out.write(pa.concat_tables(gathered))
+            staged = StagedSegment(stamper, out)
+            yield staged
+            staged.flush()
         os.fsync(fd)
-        if stamping.imported:
+        if staged.rows:
             publish(tmp, log.segment_path(name, sealed=True))
     finally:
         os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    return ImportResult(imported=stamping.imported, duplicates=stamping.duplicates)
 
 
 # Limitation: an import runs at about 200,000 to 250,000 items a second on
