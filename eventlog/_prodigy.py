@@ -42,7 +42,8 @@ from eventlog._import import StagedSegment, _bad_id, _describe, staged_segment
 from eventlog._log import EventLog
 
 # Bytes a file name may keep as they are; every other byte of its UTF-8 text
-# is written %XX. "." and ".." are encoded whole, so no name leaves its folder.
+# is written %XX, and so is a leading ".", so that no name is "." or ".."
+# (nor hidden).
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 # An item file larger than this is refused rather than held in memory.
@@ -157,13 +158,14 @@ def encode_prodigy_name(text: str) -> str:
 
     Letters, digits, ``-``, ``_`` and ``.`` are kept; every other byte of the
     UTF-8 text is written ``%XX`` (so ``/`` is ``%2F`` and ``%`` is ``%25``),
-    and a name made only of dots is encoded whole. :func:`decode_prodigy_name`
-    reverses it.
+    and so is a leading ``.`` (``..`` becomes ``%2E.``).
+    :func:`decode_prodigy_name` reverses it.
     """
     data = text.encode("utf-8", "surrogatepass")
-    if data.strip(b".") == b"":
-        return "".join(f"%{byte:02X}" for byte in data)
-    return "".join(chr(byte) if byte in _SAFE else f"%{byte:02X}" for byte in data)
+    return "".join(
+        chr(byte) if byte in _SAFE and (index or byte != 0x2E) else f"%{byte:02X}"
+        for index, byte in enumerate(data)
+    )
 
 
 def decode_prodigy_name(name: str) -> str:
@@ -275,9 +277,7 @@ def find_prodigy_jobs(path: Path) -> list[Path]:
     root = path / "mapreduce" / "dlq"
     holder = root if root.is_dir() else path
     jobs = sorted(
-        entry
-        for entry in holder.iterdir()
-        if not entry.name.startswith(".") and entry.is_dir() and _is_job(entry)
+        entry for entry in holder.iterdir() if entry.is_dir() and _is_job(entry)
     )
     if jobs or holder is root or (path.name, path.parent.name) == ("dlq", "mapreduce"):
         return jobs
@@ -306,9 +306,7 @@ def _read_job(job: Path, refuse: Refuse) -> Iterator[tuple[str, _Item, dict[str,
     files = sorted(
         entry
         for entry in (items_dir.iterdir() if items_dir.is_dir() else ())
-        if entry.suffix == ".json"
-        and not entry.name.startswith(".")
-        and entry.is_file()
+        if entry.suffix == ".json" and entry.is_file()
     )
     listed = _read_index(job, job_id, refuse)
     if listed is not None:
