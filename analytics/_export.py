@@ -363,6 +363,9 @@ def _swap_jobs(written: list[Path], jobs_root: Path, staging: Path) -> None:
         os.rename(directory, final)
 
 
+# Limitation: an item or job whose encoded id is longer than a file name may
+# be (255 bytes) cannot be exported as prodigy, because Prodigy finds an item
+# by its file's name; the export stops and names it.
 def _file_name(text: str | None, what: str) -> str:
     name = encode_prodigy_name(text if text is not None else "default")
     if len(name) + len(".json") > _NAME_MAX:

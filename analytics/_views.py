@@ -87,6 +87,11 @@ _IS_FAILURE = f"""(type IN ({_FAILED}) AND (
 
 # When an event's fact happened: the `occurred_at` an import kept in `data`
 # (an attempt Prodigy made before the import stamped it), or else its `ts`.
+# Limitation: only `failures.ts` and `attempts.finished_at` prefer it;
+# `items.enqueued_at` and `updated_at`, and `--as-of`, keep the time the
+# import wrote the events, because they say when the log learnt of them
+# (and `--as-of` must cut at the write order); a column of its own for the
+# original time would let the views choose per question.
 _OCCURRED = """CASE WHEN data IS NULL THEN ts ELSE coalesce(
     TRY_CAST(json_extract_string(data, '$.occurred_at') AS TIMESTAMPTZ), ts) END"""
 

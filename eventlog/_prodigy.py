@@ -473,6 +473,12 @@ def _item_events(item: _Item, raw: dict[str, Any], *, job_id: str) -> list[Event
     return events
 
 
+# Limitation: a re-import records an item's own fields (item_data, flags,
+# signature, artifacts) only along with a new history entry or quarantine,
+# because what is new is told by failure ids alone; a change Prodigy made to
+# them without a new failure is not imported. Comparing each file with the
+# document the log holds would lift it, at the cost of reading every item's
+# events at each import.
 def _attach_item_document(event: Event, raw: dict[str, Any], job_id: str) -> None:
     """Keep the item's own fields (as this import read them) on ``event``, the
     newest one written for it; an export takes them from there."""
