@@ -28,6 +28,7 @@ COMMANDS = [
     "compact",
     "demo",
     "replay",
+    "export",
 ]
 
 
