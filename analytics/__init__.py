@@ -16,7 +16,9 @@ errors`; :func:`status_counts`, :func:`error_type_counts`,
 :func:`failures_over_time`, :func:`top_signatures` and :func:`success_by_run`
 are a notebook's, as Arrow tables. :func:`audit_trail` says who did what
 to the queue, one row per act. :func:`classify_errors` gives error types
-to failures held in Python by the same rules.
+to failures held in Python by the same rules. :func:`export_rows` writes the
+items or events to a file (Parquet, CSV, JSON, JSON Lines) or back to
+Prodigy's dead-letter queue layout.
 
 Errors::
 
@@ -36,6 +38,7 @@ from analytics._audit import audit_trail
 from analytics._classify import classify_errors
 from analytics._connect import connect
 from analytics._errors import AnalyticsError, ForbiddenQueryError, QueryError
+from analytics._export import EXPORT_FORMATS, ExportResult, export_rows
 from analytics._notebook import (
     error_type_counts,
     failures_over_time,
@@ -55,8 +58,10 @@ from analytics._stats import StatsFilter, queue_stats, top_errors
 from analytics._views import ITEM_STATUSES
 
 __all__ = [
+    "EXPORT_FORMATS",
     "ITEM_STATUSES",
     "AnalyticsError",
+    "ExportResult",
     "ForbiddenQueryError",
     "ItemHistory",
     "QueryError",
@@ -66,6 +71,7 @@ __all__ = [
     "connect",
     "count_pending",
     "error_type_counts",
+    "export_rows",
     "failures_over_time",
     "iter_pending",
     "list_items",

@@ -16,6 +16,8 @@ budget_used         attempts that succeeded or failed since the item was last
                     requeued (an ``item_requeued`` records in ``attempt`` how
                     many it had); an interrupted attempt costs no budget
 failures            how many times it failed: its enqueues and failed attempts
+                    (an enqueue whose ``data`` says ``"failure": false``, as
+                    a Prodigy import writes, records none)
 last_error_type     from the latest ``item_enqueued`` or ``attempt_failed``,
 last_error          all four from that one event, even where it has
 last_exit_code      no value
@@ -76,6 +78,23 @@ _STATUS = " ".join(
 _FINISHED = _listed(["attempt_succeeded", "attempt_failed", "attempt_interrupted"])
 _FAILED = _listed(["item_enqueued", "attempt_failed"])
 
+# The events that record a failure: every failed attempt, and every enqueue
+# but those that say they record none (`"failure": false` in `data`: an
+# import whose failures follow as attempts of their own, as Prodigy's do).
+_IS_FAILURE = f"""(type IN ({_FAILED}) AND (
+    type = 'attempt_failed' OR data IS NULL
+    OR json_extract_string(data, '$.failure') IS DISTINCT FROM 'false'))"""
+
+# When an event's fact happened: the `occurred_at` an import kept in `data`
+# (an attempt Prodigy made before the import stamped it), or else its `ts`.
+# Limitation: only `failures.ts` and `attempts.finished_at` prefer it;
+# `items.enqueued_at` and `updated_at`, and `--as-of`, keep the time the
+# import wrote the events, because they say when the log learnt of them
+# (and `--as-of` must cut at the write order); a column of its own for the
+# original time would let the views choose per question.
+_OCCURRED = """CASE WHEN data IS NULL THEN ts ELSE coalesce(
+    TRY_CAST(json_extract_string(data, '$.occurred_at') AS TIMESTAMPTZ), ts) END"""
+
 
 def _failure_message(prefix: str) -> str:
     """The text a failure's signature is made from: its error, or else what
@@ -132,14 +151,14 @@ FROM (
             {{'error_type': error_type, 'error': error,
               'exit_code': exit_code, 'signal': signal}},
             event_id
-        ) FILTER (WHERE type IN ({_FAILED})) AS failure,
+        ) FILTER (WHERE {_IS_FAILURE}) AS failure,
         count(*) FILTER (WHERE type IN ({_FINISHED})) AS attempts,
         count(*) FILTER (
             WHERE type IN ('attempt_succeeded', 'attempt_failed')
         ) AS tried,
         arg_max(attempt, event_id)
             FILTER (WHERE type = 'item_requeued') AS requeued_at_attempt,
-        count(*) FILTER (WHERE type IN ({_FAILED})) AS failures,
+        count(*) FILTER (WHERE {_IS_FAILURE}) AS failures,
         min(ts) FILTER (WHERE type = 'item_enqueued') AS enqueued_at,
         max(ts) AS updated_at,
         arg_max(run_id, event_id) AS last_run_id,
@@ -189,7 +208,7 @@ FROM (
         any_value(job_id) AS job_id,
         min(ts) FILTER (WHERE type = 'attempt_started') AS started_at,
         arg_max_null(
-            {{'type': type, 'ts': ts, 'exit_code': exit_code, 'signal': signal,
+            {{'type': type, 'ts': {_OCCURRED}, 'exit_code': exit_code, 'signal': signal,
               'duration_ms': duration_ms, 'error_type': error_type,
               'error': error}},
             event_id
@@ -208,7 +227,7 @@ FAILURES_VIEW = f"""
 CREATE VIEW failures AS
 SELECT
     event_id,
-    ts,
+    {_OCCURRED} AS ts,
     item_id,
     job_id,
     run_id,
@@ -221,7 +240,7 @@ SELECT
     error_signature({_FAILURE_MESSAGE}) AS signature,
     error_text({_FAILURE_MESSAGE}) AS signature_text
 FROM {BASE_VIEW}
-WHERE type IN ({_FAILED})
+WHERE {_IS_FAILURE}
 """
 
 # One row per replay run. The totals are counted from the run's events, so

@@ -2,6 +2,7 @@
 
 from dlq import (
     _audit,  # noqa: F401  (registers its commands)
+    _export,  # noqa: F401  (registers its commands)
     _verify,  # noqa: F401  (registers its commands)
 )
 from dlq._app import app

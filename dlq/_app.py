@@ -278,23 +278,45 @@ def add(
 _IMPORT_EXAMPLES = examples(
     "dlq import failures.jsonl",
     "my-batch-job --failures | dlq import -",
+    "dlq import --format prodigy ~/.prodigy/mapreduce/dlq/job-42",
+    "dlq import --format prodigy ~/.prodigy --skip-invalid",
 )
 
 
 @command("import", epilog=_IMPORT_EXAMPLES)
 def import_(
     source: Annotated[
-        str, typer.Argument(help="A JSON Lines file of items, or - for stdin.")
+        str,
+        typer.Argument(
+            help="A JSON Lines file of items, or - for stdin; with --format "
+            "prodigy, a Prodigy job's DLQ directory or a base holding several."
+        ),
     ],
+    format_: Annotated[
+        str, typer.Option("--format", help="jsonl or prodigy.")
+    ] = "jsonl",
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(help="prodigy: import the valid item files and list the others."),
+    ] = False,
     log: LogOption = Path(".dlq"),
 ) -> None:
-    """Import failed items in bulk from JSON Lines: all of them, or none.
+    """Import failed items in bulk from JSON Lines or Prodigy: all, or none.
 
     One item per line, with the fields of `dlq add` (item_id, job_id, payload,
     error, error_type, exit_code, signal, command, correlation_id, output) and
     an optional failure_id: a record whose failure_id is already in the log is
-    skipped as a duplicate.
+    skipped as a duplicate. With --format prodigy, each Prodigy item becomes
+    an item `<job_id>/<item_id>` and its failure history its failed attempts
+    (docs/prodigy.md); importing the same files again adds nothing.
     """
+    if format_ not in ("jsonl", "prodigy"):
+        raise fail(f"unknown --format {format_!r}; use jsonl or prodigy", 2)
+    if format_ == "prodigy":
+        _import_prodigy(source, skip_invalid, log)
+        return
+    if skip_invalid:
+        raise fail("--skip-invalid applies only to --format prodigy", 2)
     if source == "-":
         stream, name = sys.stdin.buffer, "<stdin>"
     else:
@@ -309,6 +331,28 @@ def import_(
     note(
         f"imported {result.imported} items"
         + (f", skipped {result.duplicates} duplicates" if result.duplicates else "")
+    )
+
+
+def _import_prodigy(source: str, skip_invalid: bool, log: Path) -> None:
+    require_text({"SOURCE": source})
+    path = Path(source)
+    if not path.is_dir():
+        raise fail(f"no such directory: {source}")
+    result = eventlog.import_prodigy(
+        eventlog.EventLog.open(log, create=True), path, skip_invalid=skip_invalid
+    )
+    for file, reason in result.skipped:
+        note(f"skipped {file}: {reason}")
+    note(
+        f"read {result.items} items of {result.jobs} Prodigy jobs; "
+        f"imported {result.imported} events"
+        + (
+            f", skipped {result.duplicates} already in the log"
+            if result.duplicates
+            else ""
+        )
+        + (f"; left out {len(result.skipped)} invalid files" if result.skipped else "")
     )
 
 

@@ -2,13 +2,13 @@
 
 Events are appended by :class:`LogWriter` to JSONL segments of its own,
 sealed into Parquet when the writer closes them, and imported in bulk by
-:func:`import_records`. Readers list segments with :meth:`EventLog.segments`
-and read each as an Arrow table; :func:`follow_events` gives each event once
-as it is appended, for monitoring.
-:func:`import_records`; :func:`compact_log` seals what dead writers left and
-merges small files. Readers list segments with :meth:`EventLog.segments` and
-read each as an Arrow table. :func:`verify_log` recomputes every hash and
-checks the log against its manifest.
+:func:`import_records` (JSON Lines) or :func:`import_prodigy` (Prodigy's
+dead-letter queue, whose file names :func:`encode_prodigy_name` makes safe);
+:func:`compact_log` seals what dead writers left and merges small files.
+Readers list segments with :meth:`EventLog.segments` and read each as an
+Arrow table; :func:`follow_events` gives each event once as it is appended,
+for monitoring. :func:`verify_log` recomputes every hash and checks the log
+against its manifest.
 """
 
 from eventlog._compact import CompactResult, compact_log
@@ -19,6 +19,7 @@ from eventlog._errors import (
     InvalidRecordError,
     LogBusyError,
     LogNotFoundError,
+    ProdigyFormatError,
     WriterFailedError,
 )
 from eventlog._event import (
@@ -43,6 +44,13 @@ from eventlog._import import (
     new_record,
 )
 from eventlog._log import EventLog, Segment, read_live_segment
+from eventlog._prodigy import (
+    ProdigyImportResult,
+    decode_prodigy_name,
+    encode_prodigy_name,
+    import_prodigy,
+    prodigy_item_id,
+)
 from eventlog._tail import follow_events
 from eventlog._verify import Problem, VerifyReport, verify_log
 from eventlog._writer import LogWriter
@@ -66,6 +74,8 @@ __all__ = [
     "LogNotFoundError",
     "LogWriter",
     "Problem",
+    "ProdigyFormatError",
+    "ProdigyImportResult",
     "Segment",
     "VerifyReport",
     "WriterFailedError",
@@ -73,13 +83,17 @@ __all__ = [
     "chain_hash",
     "check_record",
     "compact_log",
+    "decode_prodigy_name",
+    "encode_prodigy_name",
     "enqueue_event",
     "enqueue_items",
     "event_from_row",
     "follow_events",
     "format_ts",
+    "import_prodigy",
     "import_records",
     "new_record",
+    "prodigy_item_id",
     "read_live_segment",
     "verify_log",
 ]

@@ -4,6 +4,7 @@ EventLogError              base of everything below
 ├── LogNotFoundError       no log at the given path
 ├── DamagedLogError        a stored segment cannot be read (names file and line)
 ├── InvalidRecordError     an input record is not a valid item (names the line)
+├── ProdigyFormatError     a Prodigy dead-letter queue, or a file in it, is not valid
 ├── LogBusyError           an exclusive lock is held by another process
 └── WriterFailedError      the disk refused a write; nothing after it was kept
 """
@@ -47,6 +48,11 @@ class InvalidRecordError(EventLogError):
         self.source = source
         self.line = line
         self.problem = problem
+
+
+class ProdigyFormatError(EventLogError):
+    """A path is not a Prodigy dead-letter queue, or one of its files is not
+    valid (the message names the file and why)."""
 
 
 class InvalidItemError(EventLogError):

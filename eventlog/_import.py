@@ -261,39 +261,90 @@ def import_records(log: EventLog, stream: BinaryIO, *, source: str) -> ImportRes
         InvalidRecordError: a line is invalid; nothing was imported.
         OSError: the disk refused the write; nothing was imported.
     """
+    with staged_segment(log, source) as staged:
+        stamping = _Stamping(staged.stamper, source, log.failure_ids())
+        for lines in iter_chunks(stream, source):
+            table = stamping.stamp(lines)
+            if table is not None:
+                staged.add(table)
+    if stamping.duplicates:
+        logger.debug(
+            "import from %s: skipped %d duplicates", source, stamping.duplicates
+        )
+    return ImportResult(imported=stamping.imported, duplicates=stamping.duplicates)
+
+
+class StagedSegment:
+    """A sealed segment being written aside, in ``staging/``, by one import.
+
+    Its events are stamped by :attr:`stamper`, a writer of its own, and
+    added as Arrow tables; :func:`staged_segment` publishes them all at once.
+    """
+
+    def __init__(self, stamper: Stamper, out: _BackgroundParquet) -> None:
+        self.stamper = stamper
+        self.rows = 0
+        self._out = out
+        self._gathered: list[pa.Table] = []
+        self._gathered_rows = 0
+
+    def add(self, table: pa.Table) -> None:
+        """Add stamped events (with :data:`ARROW_SCHEMA`) after those added before."""
+        self._gathered.append(table)
+        self._gathered_rows += table.num_rows
+        self.rows += table.num_rows
+        if self._gathered_rows >= ROW_GROUP:
+            self.flush()
+
+    def record(self, name: str) -> dict[str, object]:
+        """The manifest record of the file these events were written to."""
+        stamper = self.stamper
+        return {
+            "record": "import",
+            "name": name,
+            "writer": stamper.writer_id,
+            "count": self.rows,
+            "first": stamper.seq - self.rows + 1,
+            "last": stamper.seq,
+            "hash": stamper.prev_hash,
+        }
+
+    def flush(self) -> None:
+        """Hand the gathered events to the writer as one row group."""
+        if self._gathered:
+            self._out.write(pa.concat_tables(self._gathered))
+            self._gathered, self._gathered_rows = [], 0
+
+
+@contextlib.contextmanager
+def staged_segment(log: EventLog, source: str) -> Iterator[StagedSegment]:
+    """Write a new sealed segment aside, then publish it whole.
+
+    The events added in the block are written to a Parquet file in
+    ``staging/``. When the block ends normally and at least one event was
+    added, the file is made durable and renamed into ``sealed/``, which
+    publishes every event at once; when it raises, or added nothing, the
+    file is removed and the log is as it was. ``source`` names the input in
+    the debug log.
+    """
     stamper = Stamper()
     name = f"{stamper.writer_id}-000001"
     tmp = log.staging_path(f"{name}.parquet")
-    stamping = _Stamping(stamper, source, log.failure_ids())
     fd = create_locked(tmp)  # the lock marks the file as in use for `compact`
     try:
         with _gc_paused(), _BackgroundParquet(tmp) as out:
-            gathered: list[pa.Table] = []
-            rows = 0
-            for lines in iter_chunks(stream, source):
-                table = stamping.stamp(lines)
-                if table is None:
-                    continue
-                gathered.append(table)
-                rows += table.num_rows
-                if rows >= ROW_GROUP:
-                    out.write(pa.concat_tables(gathered))
-                    gathered, rows = [], 0
-            if gathered:
-                out.write(pa.concat_tables(gathered))
+            staged = StagedSegment(stamper, out)
+            yield staged
+            staged.flush()
         os.fsync(fd)
-        if stamping.imported:
+        if staged.rows:
             # Recorded before it is published, so that every imported file is
             # in the manifest; `dlq compact` withdraws the record of a file a
             # crash left unpublished.
-            log.record(stamping.record(name))
+            log.record(staged.record(name))
             publish(tmp, log.segment_path(name, sealed=True))
             logger.debug(
-                "published import %s from %s: %d items, %d duplicates skipped",
-                name,
-                source,
-                stamping.imported,
-                stamping.duplicates,
+                "published import %s from %s: %d events", name, source, staged.rows
             )
         else:
             logger.debug("import from %s: nothing new to publish", source)
@@ -301,7 +352,6 @@ def import_records(log: EventLog, stream: BinaryIO, *, source: str) -> ImportRes
         os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    return ImportResult(imported=stamping.imported, duplicates=stamping.duplicates)
 
 
 # Limitation: an import runs at about 200,000 to 250,000 items a second on
@@ -326,19 +376,6 @@ class _Stamping:
         self._source = source
         self._known = known  # failure ids in the log or earlier in the input
         self._lines = 0  # how many lines were read before the next chunk
-
-    def record(self, name: str) -> dict[str, object]:
-        """The manifest record of the file these events were written to."""
-        stamper = self._stamper
-        return {
-            "record": "import",
-            "name": name,
-            "writer": stamper.writer_id,
-            "count": self.imported,
-            "first": stamper.seq - self.imported + 1,
-            "last": stamper.seq,
-            "hash": stamper.prev_hash,
-        }
 
     def stamp(self, lines: list[bytes]) -> pa.Table | None:
         """Check and stamp the next chunk's lines; return their events, if any.

@@ -7,8 +7,10 @@ import analytics
 
 def test_the_public_names_are_exactly_these() -> None:
     assert set(analytics.__all__) == {
+        "EXPORT_FORMATS",
         "ITEM_STATUSES",
         "AnalyticsError",
+        "ExportResult",
         "ForbiddenQueryError",
         "ItemHistory",
         "QueryError",
@@ -18,6 +20,7 @@ def test_the_public_names_are_exactly_these() -> None:
         "connect",
         "count_pending",
         "error_type_counts",
+        "export_rows",
         "failures_over_time",
         "iter_pending",
         "list_items",

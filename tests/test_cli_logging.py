@@ -119,8 +119,7 @@ def test_verbose_import_logs_the_published_file(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     (published,) = list((log / "sealed").iterdir())
     assert result.stderr.splitlines() == [
-        f"DEBUG eventlog: published import {published.stem} from {source}: "
-        "2 items, 0 duplicates skipped",
+        f"DEBUG eventlog: published import {published.stem} from {source}: 2 events",
         "imported 2 items",
     ]
 

@@ -31,6 +31,7 @@ COMMANDS = [
     "audit",
     "tail",
     "verify",
+    "export",
 ]
 
 
