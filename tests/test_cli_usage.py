@@ -28,6 +28,9 @@ COMMANDS = [
     "compact",
     "demo",
     "replay",
+    "discard",
+    "requeue",
+    "amend",
 ]
 
 
