@@ -556,6 +556,8 @@ def _run(
     confirm: Confirm | None,
 ) -> ManageResult:
     """Plan from the log; unless a dry run or refused, write the plan."""
+    if not dry_run:
+        log.check_free("replay")  # refuse at once rather than after the checks
     seen = _fingerprint(log)
     planned = _read(log, plan)
     if dry_run:
