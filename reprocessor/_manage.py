@@ -352,6 +352,9 @@ def _check_reason(reason: str | None, *, required: str | None = None) -> str | N
     return reason
 
 
+# Limitation: a --set path cannot name a key that holds a dot, nor an element
+# of an array, because a path is plain keys joined by dots; a path syntax
+# with quoting and indexes (as JSONPath has) would lift it.
 def _parse_assignments(
     assignments: Sequence[str],
 ) -> list[tuple[str, tuple[str, ...], Any]]:
@@ -394,6 +397,10 @@ def _value(text: str) -> Any:
 # -- planning --------------------------------------------------------------
 
 
+# Limitation: a command holds every selected item, and an event for each, in
+# memory, because its events go to the log in one append so that it writes
+# all or none; writing them aside and publishing them at once, as an import
+# does, would lift it.
 def _plan_each(
     conn: duckdb.DuckDBPyConnection,
     log: eventlog.EventLog,
@@ -567,6 +574,10 @@ def _run(
     return _write(log, plan, planned, seen, confirmed=confirm is not None)
 
 
+# Limitation: a command refuses while any replay runs on the log, even one
+# that runs other items, because the replay lock is one for the whole log;
+# a replay that reads each item's state again just before it runs it, and
+# leaves alone what changed, would lift it.
 def _write(
     log: eventlog.EventLog,
     plan: _Planner,
