@@ -11,8 +11,9 @@ one's own columns. The connection is sandboxed, and :func:`run_query` runs one
 person's read-only statement on it.
 
 :func:`list_items` and :func:`show_item` are the common questions, asked for
-you; :func:`queue_stats` and :func:`top_errors` give `dlq stats` and `dlq
-errors`; :func:`status_counts`, :func:`error_type_counts`,
+you, and :func:`select_items` finds the items `dlq discard`, `dlq requeue`
+and `dlq amend` name; :func:`queue_stats` and :func:`top_errors` give `dlq
+stats` and `dlq errors`; :func:`status_counts`, :func:`error_type_counts`,
 :func:`failures_over_time`, :func:`top_signatures` and :func:`success_by_run`
 are a notebook's, as Arrow tables. :func:`audit_trail` says who did what
 to the queue, one row per act. :func:`classify_errors` gives error types
@@ -46,7 +47,13 @@ from analytics._notebook import (
     success_by_run,
     top_signatures,
 )
-from analytics._query import ItemHistory, list_items, run_query, show_item
+from analytics._query import (
+    ItemHistory,
+    list_items,
+    run_query,
+    select_items,
+    show_item,
+)
 from analytics._selection import (
     count_pending,
     iter_pending,
@@ -80,6 +87,7 @@ __all__ = [
     "open_runs",
     "queue_stats",
     "run_query",
+    "select_items",
     "show_item",
     "status_counts",
     "success_by_run",

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from analytics._errors import ForbiddenQueryError, QueryError
 from analytics._sql import one_line, quote_literal
-from analytics._views import ITEM_STATUSES
+from analytics._views import BASE_VIEW, ITEM_STATUSES
 
 _ALLOWED = (
     "only a single read-only SELECT (or WITH, FROM, VALUES, DESCRIBE, SHOW, "
@@ -232,6 +232,61 @@ def list_items(
     else:
         sql = f"SELECT * FROM items WHERE item_id IN ({_marks(len(ids))}) {_ORDER}"
     return _fetch(conn, sql, ids)
+
+
+def select_items(
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    item_ids: Sequence[str] = (),
+    where: str | None = None,
+) -> list[dict[str, Any]]:
+    """The items a person names to change their state, oldest enqueued first.
+
+    Each item is a dict of item_id, status, job_id, correlation_id,
+    budget_used and counted_attempts: the attempts that succeeded or failed
+    over the item's whole life, which an ``item_requeued`` event records in
+    its ``attempt`` so that the item's ``budget_used`` starts again from 0.
+
+    Args:
+        conn: a connection from :func:`analytics.connect`.
+        item_ids: only these items; an id the log does not have is left out.
+        where: only the items that meet this SQL condition over ``items``,
+            checked as for :func:`list_items`.
+
+    Raises:
+        QueryError: a mistake in ``where``.
+        ForbiddenQueryError: ``where`` is not a single condition.
+    """
+    conditions = ["true"]
+    params: list[Any] = []
+    if item_ids:
+        conditions.append(f"item_id IN ({_marks(len(item_ids))})")
+        params.extend(item_ids)
+    if where is not None:
+        _check_condition(where)
+        # The newline ends a trailing `--` comment before the parenthesis.
+        conditions.append(f"({where}\n)")
+    # The condition sees only `items`; the attempts are counted afterwards,
+    # from the events of the chosen items alone.
+    sql = f"""
+        WITH chosen AS (
+            SELECT item_id, status, job_id, correlation_id, budget_used, enqueued_at
+            FROM items WHERE {" AND ".join(conditions)}
+        ),
+        counted AS (
+            SELECT item_id, count(*) AS n FROM {BASE_VIEW}
+            WHERE type IN ('attempt_succeeded', 'attempt_failed')
+              AND item_id IN (SELECT item_id FROM chosen)
+            GROUP BY item_id
+        )
+        SELECT item_id, status, job_id, correlation_id, budget_used,
+               coalesce(counted.n, 0) AS counted_attempts
+        FROM chosen LEFT JOIN counted USING (item_id)
+        {_ORDER}
+    """
+    check_statement(sql)
+    rows: list[dict[str, Any]] = _fetch(conn, sql, params).to_pylist()
+    return rows
 
 
 _ORDER = "ORDER BY enqueued_at, item_id"

@@ -3,6 +3,7 @@
 from dlq import (
     _audit,  # noqa: F401  (registers its commands)
     _export,  # noqa: F401  (registers its commands)
+    _manage,  # noqa: F401  (registers its commands)
     _verify,  # noqa: F401  (registers its commands)
 )
 from dlq._app import app

@@ -332,16 +332,38 @@ class EventLog:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             if not try_flock(fd):
-                holder = _read_holder(fd)
-                raise LogBusyError(
-                    f"another `{name}` is already running on {self.path}{holder}; "
-                    "wait for it to finish"
-                )
+                raise self._busy(name, fd)
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
             yield
         finally:
             os.close(fd)
+
+    def check_free(self, name: str) -> None:
+        """Refuse at once if another process holds the log-wide lock ``name``.
+
+        Unlike :meth:`exclusive`, it creates and writes no file, so a command
+        can refuse before its checks, and take the lock only to write.
+
+        Raises:
+            LogBusyError: another process holds it.
+        """
+        path = self.path / LOCKS / f"{name}.lock"
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # never taken
+        try:
+            if not try_flock(fd):
+                raise self._busy(name, fd)
+        finally:
+            os.close(fd)  # which also lets go of the lock if it was taken
+
+    def _busy(self, name: str, fd: int) -> LogBusyError:
+        return LogBusyError(
+            f"another `{name}` is already running on {self.path}{_read_holder(fd)}; "
+            "wait for it to finish"
+        )
 
 
 def read_live_segment(path: Path) -> pa.Table:

@@ -29,6 +29,7 @@ def test_the_public_names_are_exactly_these() -> None:
         "open_runs",
         "queue_stats",
         "run_query",
+        "select_items",
         "show_item",
         "status_counts",
         "success_by_run",

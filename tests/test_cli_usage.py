@@ -30,8 +30,11 @@ COMMANDS = [
     "replay",
     "audit",
     "tail",
-    "verify",
     "export",
+    "discard",
+    "requeue",
+    "amend",
+    "verify",
 ]
 
 
