@@ -6,6 +6,10 @@ default: test lint
 test *args:
     python -m pytest -q {{args}}
 
+# The reliability suite's long form: 300 seeded trials per fault, and its tally.
+soak *args:
+    DLQ_RELIABILITY_REPORT=reliability-figures.json python -m pytest -q tests/reliability --soak {{args}}
+
 # Lint, check formatting and types.
 lint:
     ruff check .
