@@ -578,7 +578,7 @@ def demo(
 ) -> None:
     """Build a sample queue, replay it and show what went wrong."""
     from dlq import _demo, _replay_view
-    from dlq._stats_view import errors_text
+    from dlq._stats_view import stats_text
     from reprocessor import Selection
 
     log = _demo.build_demo(directory)
@@ -597,9 +597,8 @@ def demo(
         summary = _replay_view.run_with_progress(log, options, Selection())
         echo(_replay_view.summary_text(summary, json=False))
         with connection(log.path) as conn:
-            echo(_status_table(conn, "after the replay"))
-            table = analytics.top_errors(conn, 5)
-        echo(errors_text(table))
+            figures = analytics.queue_stats(conn, analytics.StatsFilter())
+        echo("\nafter the replay (dlq stats)\n\n" + stats_text(figures))
     note(
         f"explore it:  dlq list --log {log.path}   dlq errors --log {log.path}   "
         f"dlq stats --log {log.path}"
