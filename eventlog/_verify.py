@@ -535,6 +535,10 @@ class _Verifier:
                 known.final = known.final or record
             elif kind == "withdrawn":
                 known.withdrawn = True
+        # Limitation: on a log written before manifests existed, files older
+        # than the manifest are checked by their hash chains alone, so a
+        # writer's newest segments deleted among them go unseen, because
+        # nothing recorded how many there were.
         if not complete:
             self.notes.append(
                 Problem(
