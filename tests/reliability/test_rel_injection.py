@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dlq import app
+from reprocessor import CommandTemplate, MissingValueError
 
 runner = CliRunner()
 RECORD = Path(__file__).parents[1] / "workers" / "record.py"
@@ -153,3 +154,20 @@ def test_injected_commands_never_run_and_values_arrive_verbatim(
 
 
 _HOLES = ["{item_id}", "{job_id}", "{payload}", "{payload.x}", "{payload.nested.0}"]
+
+
+def test_a_payload_nested_too_deep_to_decode_is_a_missing_value(
+    figures: Any,
+) -> None:
+    """Deeper than any decoder recurses: the lookup fails as a missing value
+    (the attempt fails with it) instead of a RecursionError ending the replay,
+    and the whole payload still reaches {payload} verbatim."""
+    deep = '{"x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    item = {"item_id": "deep", "job_id": "j", "attempt": 1, "payload": deep}
+
+    with pytest.raises(MissingValueError, match=r"^the payload is nested too deeply"):
+        CommandTemplate.parse(["echo", "{payload.x}"]).render(item)
+    whole = CommandTemplate.parse(["echo", "{payload}"]).render(item)
+
+    assert whole.argv == ["echo", deep]
+    figures.add("shell injection through placeholders", trials=1, faults=1)
