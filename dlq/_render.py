@@ -100,6 +100,9 @@ def table_text(
     share = max(_CELL_WIDTH, spare // max(len(stretched), 1) - 3)
     # Names and cells go in as Text, never as strings, which rich would read
     # as markup: a value such as "[/x]" would fail the command, "[red]" vanish.
+    # Limitation: a cell holding a newline or tab shows only up to it, with an
+    # ellipsis, because a table row is one line; --json or --format jsonl give
+    # such values whole.
     for index, name in enumerate(table.column_names):
         if name in kept:
             view.add_column(Text(name), no_wrap=True, min_width=widths[index])
