@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -104,8 +105,21 @@ def note(text: str) -> None:
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {one_line(message)}", err=True)
     return typer.Exit(code)
+
+
+# Characters that would end or garble an error's one line on a terminal.
+_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(message: str) -> str:
+    """``message`` with line breaks and other control characters escaped.
+
+    Messages quote what the input held (a field's name, a file's name),
+    and a newline there would split the one line a script reads.
+    """
+    return _BREAKS.sub(lambda found: repr(found[0])[1:-1], message)
 
 
 def errors_as_messages(command: Callable[P, R]) -> Callable[P, R]:

@@ -12,6 +12,7 @@ import msgspec
 import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 FORMATS = ("table", "csv", "json", "jsonl")
 
@@ -97,14 +98,21 @@ def table_text(
     ]
     spare = _WIDTH - 1 - sum(width + 3 for width in narrow)
     share = max(_CELL_WIDTH, spare // max(len(stretched), 1) - 3)
+    # Names and cells go in as Text, never as strings, which rich would read
+    # as markup: a value such as "[/x]" would fail the command, "[red]" vanish.
+    # Limitation: a cell holding a newline or tab shows only up to it, with an
+    # ellipsis, because a table row is one line; --json or --format jsonl give
+    # such values whole.
     for index, name in enumerate(table.column_names):
         if name in kept:
-            view.add_column(name, no_wrap=True, min_width=widths[index])
+            view.add_column(Text(name), no_wrap=True, min_width=widths[index])
         else:
             limit = share if name in stretched else _CELL_WIDTH
-            view.add_column(name, overflow="ellipsis", max_width=limit, no_wrap=True)
+            view.add_column(
+                Text(name), overflow="ellipsis", max_width=limit, no_wrap=True
+            )
     for row in rows:
-        view.add_row(*row)
+        view.add_row(*map(Text, row))
     return capture(view)
 
 

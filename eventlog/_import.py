@@ -181,6 +181,8 @@ def new_record(
     if payload is not None:
         try:
             msgspec.json.decode(payload)
+        except RecursionError as exc:
+            raise InvalidItemError(f"the payload: {_describe(exc)}") from None
         except msgspec.DecodeError as exc:
             raise InvalidItemError(f"the payload is not valid JSON ({exc})") from None
         fields["payload"] = msgspec.Raw(payload.encode("utf-8"))
@@ -197,7 +199,14 @@ def enqueue_items(log: EventLog, records: Sequence[EnqueueRecord]) -> list[Event
         return writer.append([enqueue_event(record) for record in records])
 
 
+# msgspec decodes nested JSON by recursion, and a record nested deeper than
+# Python's recursion limit (about a thousand levels) raises RecursionError.
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
+
+
 def _describe(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "the JSON is nested too deeply for dlq to read"
     text = str(exc)
     if isinstance(exc, msgspec.ValidationError):
         return text.replace("`$.", "`").replace("Object missing", "missing")
@@ -208,7 +217,8 @@ def _too_long(source: str, number: int, size: int) -> InvalidRecordError:
     return InvalidRecordError(
         source,
         number,
-        f"the record is {size} bytes, more than the "
+        # Reading stops soon after the limit, so the size is a lower bound.
+        f"the record is at least {size} bytes, more than the "
         f"{MAX_RECORD_BYTES} a record may have",
     )
 
@@ -408,7 +418,7 @@ class _Stamping:
         for number, line in enumerate(lines, first):
             try:
                 record = decode(line)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            except _DECODE_ERRORS as exc:
                 if not line or line.isspace():
                     continue
                 raise _invalid_line(line, source, number, exc) from None
@@ -458,7 +468,7 @@ def _invalid_line(
     decoder's own error)."""
     try:
         record = _record_decoder.decode(line)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except _DECODE_ERRORS as exc:
         return InvalidRecordError(source, number, _describe(exc))
     problem = check_record(record)
     if problem is None:

@@ -38,7 +38,13 @@ import pyarrow as pa
 
 from eventlog._errors import ProdigyFormatError
 from eventlog._event import ARROW_SCHEMA, Event, format_ts
-from eventlog._import import StagedSegment, _bad_id, _describe, staged_segment
+from eventlog._import import (
+    _DECODE_ERRORS,
+    StagedSegment,
+    _bad_id,
+    _describe,
+    staged_segment,
+)
 from eventlog._log import EventLog
 
 # Bytes a file name may keep as they are; every other byte of its UTF-8 text
@@ -330,7 +336,7 @@ def _read_job(job: Path, refuse: Refuse) -> Iterator[tuple[str, _Item, dict[str,
         try:
             item = _item_decoder.decode(data)
             raw = _any_decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except _DECODE_ERRORS as exc:
             refuse(file, _describe(exc))
             continue
         problem = _item_problem(item, stem, job_id, names_listed)
@@ -365,10 +371,8 @@ def _read_index(
         return None
     try:
         index = _index_decoder.decode(_read_bytes(path))
-    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
-        refuse(
-            path, _describe(exc) if isinstance(exc, msgspec.MsgspecError) else str(exc)
-        )
+    except (*_DECODE_ERRORS, ValueError) as exc:
+        refuse(path, str(exc) if type(exc) is ValueError else _describe(exc))
         return None
     if job_id is not None and index.job_id != job_id and index.job_id != job.name:
         refuse(path, f"its job_id {index.job_id!r} is not its directory's name")

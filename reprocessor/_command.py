@@ -169,7 +169,14 @@ class _Values:
         if name == "payload":
             return str(payload_text)
         if self._payload is msgspec.UNSET:
-            self._payload = msgspec.json.decode(payload_text)
+            try:
+                self._payload = msgspec.json.decode(payload_text)
+            except RecursionError:
+                # The import takes JSON up to a depth this decode, run deeper
+                # in the stack, may not reach.
+                raise MissingValueError(
+                    f"the payload is nested too deeply to find {name!r} in it"
+                ) from None
         value = self._payload
         for key in name.split(".")[1:]:
             if isinstance(value, dict) and key in value:

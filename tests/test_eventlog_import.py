@@ -226,7 +226,7 @@ def test_record_longer_than_the_limit_is_refused_naming_its_line(
     # The size the message gives is what was read of the line before giving
     # up, not the whole line's length.
     found = re.fullmatch(
-        rf"the record is (\d+) bytes, more than the {MAX_RECORD_BYTES} "
+        rf"the record is at least (\d+) bytes, more than the {MAX_RECORD_BYTES} "
         "a record may have",
         caught.value.problem,
     )
