@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -283,10 +284,24 @@ def add(
         command=command_,
         correlation_id=correlation_id,
     )
-    (event,) = eventlog.enqueue_items(
-        eventlog.EventLog.open(log, create=True), [record]
-    )
+    with log_to_write(log) as opened:
+        (event,) = eventlog.enqueue_items(opened, [record])
     note(f"enqueued {event.item_id} ({event.event_id})")
+
+
+@contextmanager
+def log_to_write(path: Path) -> Iterator[eventlog.EventLog]:
+    """Open the log at ``path`` for a command that adds to it, creating it if
+    there is none; if the command then fails before any event is in it, the
+    log it created is removed, so that bad input leaves the disk as it was."""
+    existed = path.exists()
+    log = eventlog.EventLog.open(path, create=True)
+    try:
+        yield log
+    except BaseException:
+        if not existed and not log.segments():
+            shutil.rmtree(path, ignore_errors=True)
+        raise
 
 
 _IMPORT_EXAMPLES = examples(
@@ -338,10 +353,8 @@ def import_(
         if not path.is_file():
             raise fail(f"no such file: {source}")
         stream, name = path.open("rb"), source
-    with stream:
-        result = eventlog.import_records(
-            eventlog.EventLog.open(log, create=True), stream, source=name
-        )
+    with stream, log_to_write(log) as opened:
+        result = eventlog.import_records(opened, stream, source=name)
     note(
         f"imported {result.imported} items"
         + (f", skipped {result.duplicates} duplicates" if result.duplicates else "")
@@ -353,9 +366,8 @@ def _import_prodigy(source: str, skip_invalid: bool, log: Path) -> None:
     path = Path(source)
     if not path.is_dir():
         raise fail(f"no such directory: {source}")
-    result = eventlog.import_prodigy(
-        eventlog.EventLog.open(log, create=True), path, skip_invalid=skip_invalid
-    )
+    with log_to_write(log) as opened:
+        result = eventlog.import_prodigy(opened, path, skip_invalid=skip_invalid)
     for file, reason in result.skipped:
         note(f"skipped {file}: {reason}")
     note(

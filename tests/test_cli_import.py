@@ -155,6 +155,37 @@ def test_an_invalid_line_in_the_middle_imports_nothing(tmp_path: Path) -> None:
     assert [row["item_id"] for row in listed(log)] == ["existing"]
 
 
+@pytest.mark.parametrize("format_", ["jsonl", "prodigy"])
+def test_a_failed_import_into_a_new_log_leaves_no_log_behind(
+    tmp_path: Path, format_: str
+) -> None:
+    if format_ == "jsonl":
+        source = tmp_path / "broken.jsonl"
+        source.write_bytes(b'{"item_id": "a"}\n{"item_id": 7}\n')
+    else:
+        source = tmp_path / "prodigy"
+        (source / "items").mkdir(parents=True)
+        (source / "items" / "item_0.json").write_text('{"item_id": "item_0"')
+    before = snapshot(tmp_path)
+
+    result = dlq("import", "--format", format_, source, "--log", tmp_path / "new")
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ")
+    assert snapshot(tmp_path) == before
+
+
+def test_a_failed_import_into_an_existing_empty_log_keeps_it(tmp_path: Path) -> None:
+    log = EventLog.open(tmp_path / "log", create=True).path
+    source = tmp_path / "broken.jsonl"
+    source.write_bytes(b'{"item_id": 7}\n')
+    before = snapshot(tmp_path)
+
+    assert dlq("import", source, "--log", log).exit_code == 1
+
+    assert snapshot(tmp_path) == before
+
+
 def test_an_invalid_line_on_stdin_is_named(tmp_path: Path) -> None:
     lines = b'{"item_id": "a"}\n\n{"job_id": "no id"}\n'
 
