@@ -454,7 +454,7 @@ def test_a_file_that_is_not_json_is_named(base: Path, tmp_path: Path) -> None:
         "; nothing was imported (--skip-invalid imports the valid files)\n"
     )
     assert result.stderr.count("\n") == 1
-    assert list((log / "sealed").iterdir()) == []
+    assert not log.exists()  # the log this import would have created
 
 
 @pytest.mark.parametrize(
@@ -497,7 +497,7 @@ def test_an_index_that_disagrees_is_named(
         f"error: {job / file}: {reason}; nothing was imported "
         "(--skip-invalid imports the valid files)\n"
     )
-    assert list((log / "sealed").iterdir()) == []
+    assert not log.exists()  # the log this import would have created
 
 
 def test_skip_invalid_imports_the_rest_and_lists_what_it_skipped(
