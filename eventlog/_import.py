@@ -201,6 +201,9 @@ def enqueue_items(log: EventLog, records: Sequence[EnqueueRecord]) -> list[Event
 
 # msgspec decodes nested JSON by recursion, and a record nested deeper than
 # Python's recursion limit (about a thousand levels) raises RecursionError.
+# Limitation: a record nested deeper than about 950 levels is refused as too
+# deep, because the depth the decoder reaches is Python's recursion limit
+# less the stack already in use; a decoder with its own stack would lift it.
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
 
 
