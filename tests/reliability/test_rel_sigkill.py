@@ -1,9 +1,13 @@
 """SIGKILL at a seeded random moment of `dlq replay`, `import`, `compact`, `amend`.
 
 Each trial copies a log prepared once per test, starts the command as a real
-process (``python -m dlq ...``) and kills it with SIGKILL after a delay drawn
-from the time the command takes to run whole (measured once per test), so
-that kills land in its start-up, its middle and its end. Then:
+process (``python -m dlq ...``), waits for its first change to the log's
+files and kills it with SIGKILL a seeded random delay later, drawn over the
+time the command then takes to finish (measured once per test with as many
+runs at once as the trials make, plus a little to land past its end).
+Counting from the first change rather than from the start keeps the kills
+in the command's work however slowly a busy machine runs its start-up; an
+amendment, whose one write is its work, is counted from its start. Then:
 
 - ``verify_log`` finds the log intact;
 - every event the command acknowledged is there exactly once. What counts as
@@ -22,6 +26,7 @@ from __future__ import annotations
 import collections
 import io
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -52,6 +57,8 @@ WORKER = TESTS / "workers" / "execution_recorder.py"
 WRITER = TESTS / "helpers" / "eventlog_writer.py"
 DLQ = (sys.executable, "-m", "dlq")
 SEED = 20261204
+# Where a command's writes show, besides the manifest growing.
+SUBDIRS = ("segments", "sealed", "merged", "staging")
 # Trials at once: each is mostly a process starting up, on two cores.
 POOL = 3
 ITEMS = 30
@@ -69,8 +76,19 @@ class Checked:
     events_lost: int
 
 
-def run_until_killed(argv: Sequence[str | Path], delay: float, stderr: Path) -> bool:
-    """Run ``argv``, SIGKILL it after ``delay`` seconds; False if it ended first."""
+def files_of(log: Path) -> tuple[object, ...]:
+    """What changes when a command writes anything to ``log``."""
+    manifest = log / "manifest.jsonl"
+    size = manifest.stat().st_size if manifest.exists() else -1
+    return (size, *(sorted(os.listdir(log / sub)) for sub in SUBDIRS))
+
+
+def start_watched(
+    argv: Sequence[str | Path], log: Path, stderr: Path, *, watch: bool = True
+) -> subprocess.Popen[bytes]:
+    """Start ``argv``; return it once it changed ``log``, or once it ended
+    (at once if not ``watch``)."""
+    before = files_of(log)
     with stderr.open("wb") as err:
         process = subprocess.Popen(
             [str(arg) for arg in argv],
@@ -78,6 +96,22 @@ def run_until_killed(argv: Sequence[str | Path], delay: float, stderr: Path) -> 
             stdout=subprocess.DEVNULL,
             stderr=err,
         )
+    while watch and process.poll() is None and files_of(log) == before:
+        time.sleep(0.002)
+    return process
+
+
+def run_until_killed(
+    argv: Sequence[str | Path],
+    log: Path,
+    delay: float,
+    stderr: Path,
+    *,
+    watch: bool = True,
+) -> bool:
+    """Run ``argv``, SIGKILL it ``delay`` seconds after its first change to
+    ``log`` (after its start if not ``watch``); False if it ended first."""
+    process = start_watched(argv, log, stderr, watch=watch)
     try:
         process.wait(timeout=delay)
     except subprocess.TimeoutExpired:
@@ -93,13 +127,27 @@ def run(argv: Sequence[str | Path]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def duration_of(argv: Sequence[str | Path]) -> float:
-    """How long ``argv`` takes to run whole (it must succeed)."""
-    started = time.perf_counter()
-    result = run(argv)
-    took = time.perf_counter() - started
-    assert result.returncode == 0, result.stderr
-    return took
+def duration_of(
+    argv: Callable[[Path], Sequence[str | Path]],
+    template: Path,
+    tmp_path: Path,
+    *,
+    watch: bool = True,
+) -> float:
+    """How long the command takes from its first change to the log (from its
+    start if not ``watch``) to its end, the longest of ``POOL`` runs at once
+    on copies of ``template``, as the trials will run it; each must succeed."""
+
+    def once(index: int) -> float:
+        trial = copy_of(template, tmp_path, -1 - index)
+        stderr = trial / "calibration"
+        process = start_watched(argv(trial), trial / "log", stderr, watch=watch)
+        changed = time.perf_counter()
+        assert process.wait() == 0, stderr.read_text()
+        return time.perf_counter() - changed
+
+    with ThreadPoolExecutor(POOL) as pool:
+        return max(pool.map(once, range(POOL)))
 
 
 def intact_events(path: Path) -> list[dict[str, Any]]:
@@ -126,10 +174,11 @@ def run_trials(
     trial: Callable[[int, float], Checked],
     figures: Any,
 ) -> None:
-    """Run ``trial(index, delay)`` for seeded delays spread over ``duration``;
-    tally each one, then check that none lost an event."""
+    """Run ``trial(index, delay)`` for seeded delays spread over ``duration``
+    (and a little past it); tally each one, then check that none lost an
+    event."""
     rng = random.Random(f"{SEED}-{name}")
-    delays = [rng.uniform(0, duration) for _ in range(trials)]
+    delays = [rng.uniform(0, duration * 1.2) for _ in range(trials)]
     with ThreadPoolExecutor(POOL) as pool:
         futures = [pool.submit(trial, i, d) for i, d in enumerate(delays)]
         results = []
@@ -288,12 +337,16 @@ def test_a_replay_killed_at_any_moment_loses_no_start_and_hides_no_execution(
     tmp_path: Path, trials: int, figures: Any
 ) -> None:
     template = queue_of(tmp_path)
-    duration = duration_of(replay_argv(copy_of(template, tmp_path, -1)))
+    duration = duration_of(replay_argv, template, tmp_path)
 
     def trial(index: int, delay: float) -> Checked:
         trial = copy_of(template, tmp_path, index)
-        killed = run_until_killed(replay_argv(trial), delay, trial / "stderr")
+        killed = run_until_killed(
+            replay_argv(trial), trial / "log", delay, trial / "stderr"
+        )
         after_kill = intact_events(trial / "log")
+        if any(e["type"] == "attempt_started" for e in after_kill):
+            mid_run.append(index)
 
         rerun = run(replay_argv(trial))
 
@@ -301,7 +354,10 @@ def test_a_replay_killed_at_any_moment_loses_no_start_and_hides_no_execution(
         checked = check_replayed(trial, after_kill)
         return Checked(killed, checked.events_checked, checked.events_lost)
 
+    mid_run: list[int] = []
     run_trials(trials, "SIGKILL during dlq replay", duration, trial, figures)
+    # Some kills landed while attempts ran, not only before the first.
+    assert len(mid_run) >= trials // 4
 
 
 # -- import ---------------------------------------------------------------
@@ -327,15 +383,16 @@ def test_an_import_killed_at_any_moment_is_all_or_nothing_and_reruns_once(
             e["failure_id"] for e in events if e["failure_id"] in wanted
         )
 
-    duration = duration_of(argv(copy_of(template.path, tmp_path, -1)))
+    duration = duration_of(argv, template.path, tmp_path)
 
     def trial(index: int, delay: float) -> Checked:
         trial = copy_of(template.path, tmp_path, index)
-        killed = run_until_killed(argv(trial), delay, trial / "stderr")
+        killed = run_until_killed(argv(trial), trial / "log", delay, trial / "stderr")
         after_kill = intact_events(trial / "log")
         acknowledged = f"imported {IMPORTED} items" in (trial / "stderr").read_text()
         there = imported(after_kill)
         assert sorted(there.values()) in ([], [1] * IMPORTED)
+        outcomes[bool(there)] += 1
         lost = IMPORTED - len(there) if acknowledged else 0
 
         rerun = run(argv(trial))
@@ -350,7 +407,11 @@ def test_an_import_killed_at_any_moment_is_all_or_nothing_and_reruns_once(
         assert imported(events) == collections.Counter(wanted)
         return Checked(killed, len(events), lost + missing(after_kill, events))
 
+    outcomes: collections.Counter[bool] = collections.Counter()
     run_trials(trials, "SIGKILL during dlq import", duration, trial, figures)
+    # Kills landed both before and after the import was published.
+    assert outcomes[True], outcomes
+    assert outcomes[False], outcomes
 
 
 # -- compact --------------------------------------------------------------
@@ -379,14 +440,15 @@ def test_a_compaction_killed_at_any_moment_keeps_every_event_in_its_order(
     def argv(trial: Path) -> list[str | Path]:
         return [*DLQ, "compact", "--log", trial / "log"]
 
-    duration = duration_of(argv(copy_of(template.path, tmp_path, -1)))
+    duration = duration_of(argv, template.path, tmp_path)
 
     def trial(index: int, delay: float) -> Checked:
         trial = copy_of(template.path, tmp_path, index)
-        killed = run_until_killed(argv(trial), delay, trial / "stderr")
+        killed = run_until_killed(argv(trial), trial / "log", delay, trial / "stderr")
         after_kill = intact_events(trial / "log")
         assert [e["event_id"] for e in after_kill] == order
         log = EventLog.open(trial / "log")
+        steps[len(log.segments())] += 1
         if "sealed 2 segments" in (trial / "stderr").read_text():
             assert all(segment.sealed for segment in log.segments())
 
@@ -399,7 +461,10 @@ def test_a_compaction_killed_at_any_moment_keeps_every_event_in_its_order(
         assert compact_log(log) == CompactResult(sealed=0, merged=0, into=0)
         return Checked(killed, len(events), missing(after_kill, events))
 
+    steps: collections.Counter[int] = collections.Counter()
     run_trials(trials, "SIGKILL during dlq compact", duration, trial, figures)
+    # Kills landed both before the merge was published and after.
+    assert len(steps) > 1, steps
 
 
 # -- amend ----------------------------------------------------------------
@@ -425,15 +490,20 @@ def test_an_amendment_killed_at_any_moment_is_whole_or_absent(
             [row] = analytics.list_items(conn, where=f"item_id = '{item}'").to_pylist()
         return json.loads(row["payload"])
 
-    duration = duration_of(argv(copy_of(template, tmp_path, -1)))
+    # Its one write is its work: the delays count from its start, to land on
+    # either side of that write.
+    duration = duration_of(argv, template, tmp_path, watch=False)
 
     def trial(index: int, delay: float) -> Checked:
         trial = copy_of(template, tmp_path, index)
-        killed = run_until_killed(argv(trial), delay, trial / "stderr")
+        killed = run_until_killed(
+            argv(trial), trial / "log", delay, trial / "stderr", watch=False
+        )
         after_kill = intact_events(trial / "log")
         acknowledged = f"amended {item}: n" in (trial / "stderr").read_text()
         there = amendments(after_kill)
         assert there in ([], ['{"n":700}'])
+        outcomes[bool(there)] += 1
         assert payload(trial) == {"n": 700 if there else 7}
         lost = int(acknowledged and not there)
 
@@ -451,4 +521,8 @@ def test_an_amendment_killed_at_any_moment_is_whole_or_absent(
         assert payload(trial) == {"n": 700}
         return Checked(killed, len(events), lost + missing(after_kill, events))
 
+    outcomes: collections.Counter[bool] = collections.Counter()
     run_trials(trials, "SIGKILL during dlq amend", duration, trial, figures)
+    # Kills landed both before the amendment was written and after.
+    assert outcomes[True], outcomes
+    assert outcomes[False], outcomes
