@@ -75,7 +75,8 @@ def connect(
 
     Raises:
         eventlog.LogNotFoundError: there is no log at the path.
-        eventlog.DamagedLogError: a live segment holds a damaged line.
+        eventlog.DamagedLogError: a live segment holds a damaged line, or a
+            file that the manifest records is missing.
         AnalyticsError: DuckDB could not read a sealed segment.
     """
     if not isinstance(log, EventLog):
@@ -121,6 +122,9 @@ def _snapshot(log: EventLog) -> tuple[list[Path], pa.Table]:
     Live segments are read into memory, which their size bounds (a writer
     seals its segment past ``SEGMENT_MAX_BYTES``).
     """
+    # A file deleted from the log would silently take its events out of
+    # every view; the manifest shows it cheaply.
+    log.check_files()
     parquet_files: list[Path] = []
     tables = [ARROW_SCHEMA.empty_table()]
     for segment in log.segments():

@@ -46,7 +46,7 @@ from eventlog._files import (
     remove_unheld,
     try_flock,
 )
-from eventlog._manifest import append_record, ensure_manifest
+from eventlog._manifest import MANIFEST, append_record, ensure_manifest, read_manifest
 
 logger = logging.getLogger("eventlog")
 
@@ -164,6 +164,88 @@ class EventLog:
             for name in live - sealed - covered
         ]
         return sorted(found, key=lambda s: s.name)
+
+    def check_files(self) -> None:
+        """Refuse a log missing a file that its manifest says holds events.
+
+        A cheap check for readers to make before they read: the manifest's
+        records against a listing of the files, with no file opened. A file
+        whose publication was recorded but not yet made (an import under way)
+        is not missing, and a miss is looked for again before it is believed,
+        since a file can move from one directory to another between two
+        listings.
+
+        Raises:
+            DamagedLogError: a recorded segment or import has no file.
+        """
+        # Limitation: only deleted files are refused here. An edited event
+        # (valid JSON, or a Parquet file rewritten) is seen only by
+        # `verify_log`, because finding it means hashing every event, too
+        # slow for every read. Events cut from the end of a live segment are
+        # seen by nothing, because the manifest records a live segment's
+        # start and not its end, and a cut mid-line reads as a crash's torn
+        # write.
+        if self._missing_files():
+            missing = self._missing_files()
+            if missing:
+                path, problem = missing[0]
+                raise DamagedLogError(str(path), None, problem)
+
+    def _missing_files(self) -> list[tuple[Path, str]]:
+        manifest = self.path / MANIFEST
+        if not manifest.exists():
+            # A log written before manifests existed; `dlq verify` notes it.
+            return []
+        opened: dict[str, int] = {}
+        published: dict[str, tuple[int, int, str]] = {}
+        withdrawn: set[str] = set()
+        for entry in read_manifest(manifest):
+            record = entry.record or {}
+            kind, name = record.get("record"), record.get("name")
+            if not isinstance(name, str):
+                continue
+            if kind == "segment":
+                opened.setdefault(name, entry.number)
+            elif kind in ("sealed", "import"):
+                count = record.get("count")
+                published.setdefault(
+                    name, (entry.number, count if isinstance(count, int) else 1, kind)
+                )
+            elif kind == "withdrawn":
+                withdrawn.add(name)
+        # Listed after the manifest was read, so every file recorded in it was
+        # in place before the listing began.
+        present: set[str] = set()
+        for segment in self.segments():
+            present.add(segment.name)
+            if segment.path.parent.name == MERGED:
+                present.update(name for name, _ in self.merged_inputs(segment.name))
+        missing: list[tuple[Path, str]] = []
+        for name in sorted(opened.keys() | published.keys()):
+            if name in present or name in withdrawn:
+                continue
+            if name in published:
+                line, count, kind = published[name]
+                if count == 0:
+                    continue  # an empty segment: no events to miss
+                if kind == "import":
+                    if self.staging_path(f"{name}.parquet").exists():
+                        continue  # recorded, not yet published
+                    what = "imported file"
+                else:
+                    what = "sealed segment"
+                path = self.segment_path(name, sealed=True)
+            else:
+                line, what = opened[name], "live segment"
+                path = self.segment_path(name, sealed=False)
+            missing.append(
+                (
+                    path,
+                    f"deleted: the {what} {name}, recorded in the manifest (line "
+                    f"{line}), is missing; `dlq verify` lists every problem",
+                )
+            )
+        return missing
 
     def merged_inputs(self, name: str) -> list[tuple[str, int]]:
         """The segments merged file ``name`` holds, in order, with their rows.

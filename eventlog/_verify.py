@@ -494,6 +494,10 @@ class _Verifier:
 
     def _read_manifest(self) -> tuple[dict[str, _Records], bool] | None:
         path = self.log.path / MANIFEST
+        # Limitation: a deleted manifest reads as a log written before
+        # manifests existed, and only a note says so, because nothing in the
+        # log tells the two apart (the next write even starts a new, partial
+        # manifest); a flag in the log's marker file would.
         if not path.exists():
             self.notes.append(
                 Problem(
@@ -581,14 +585,23 @@ class _Verifier:
                     final["hash"],
                 )
                 if held != recorded:
-                    self._damage(
-                        Problem(
-                            seen.file,
-                            writer=seen.writer,
-                            problem=f"segment {name} holds {_span(*held[:3])}, but "
-                            f"the manifest recorded {_span(*recorded[:3])}"
-                            f" (line {known.line}): events removed or added",
+                    where = f"{manifest_path}:{known.line}"
+                    if held[:3] == recorded[:3]:
+                        # Only the last hash differs: the span alone would
+                        # read as no difference at all.
+                        problem = (
+                            f"segment {name} ends with an event whose hash is not "
+                            f"the one the manifest recorded ({where}): the event "
+                            "or the manifest was edited"
                         )
+                    else:
+                        problem = (
+                            f"segment {name} holds {_span(*held[:3])}, but the "
+                            f"manifest recorded {_span(*recorded[:3])} ({where}): "
+                            "events removed or added"
+                        )
+                    self._damage(
+                        Problem(seen.file, writer=seen.writer, problem=problem)
                     )
             elif (
                 known.opened is not None
