@@ -64,6 +64,19 @@ analytics
     agree on every count before their times are compared. Medians of three
     rounds that alternate which side goes first. Target: within 1.5 times
     the reference. Peak memory of each is printed.
+reliability
+    Load and memory, one round each. ``dlq replay -j 2 -- true {item_id}``
+    of a queue of 100,000 pending items beside ``xargs -P 2 -n 1 true`` over
+    the same ids: items/s (at least 70% of xargs's) and peak memory (under
+    300 MB); every item must end succeeded, by the summary and by ``dlq
+    stats`` afterwards, or the benchmark fails. ``dlq import`` of
+    10,000,000 items beside DuckDB reading the file into a table: at least
+    300,000 items/s, and peak memory flat (at most 1.25x that of importing
+    the 100,000). ``dlq stats --json`` on that log beside the same figures
+    in plain DuckDB (all counts must agree): within 1.5 times. ``dlq
+    verify`` of it beside pyarrow reading every row, and its peak memory
+    flat against verifying the 100,000. ``--quick`` cuts these sizes a
+    hundredfold. About a quarter of an hour on two cores.
 """
 
 from __future__ import annotations
@@ -80,6 +93,7 @@ from bench._analytics import bench_analytics
 from bench._append import bench_append, bench_group
 from bench._import import bench_import
 from bench._list import bench_list
+from bench._load import bench_reliability
 from bench._replay import bench_replay
 from bench._report import Figure, say, table
 from bench._workspace import Workspace
@@ -91,6 +105,7 @@ BENCHMARKS: dict[str, Callable[[Workspace], list[Figure]]] = {
     "list": bench_list,
     "replay": bench_replay,
     "analytics": bench_analytics,
+    "reliability": bench_reliability,
 }
 
 
@@ -145,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     if args.quick:
-        print("QUICK RUN: sizes cut tenfold; targets are for the full sizes.")
+        print(
+            "QUICK RUN: sizes cut tenfold (reliability's a hundredfold); targets "
+            "are for the full sizes."
+        )
     if figures:
         print(table(figures))
     for name in crashed:

@@ -22,12 +22,12 @@ from bench._report import (
 from bench._workspace import ChildRun, Workspace, dlq, python_c, run_child
 
 _REPEATS = 3
-_TARGET_RATE = 300_000
+TARGET_RATE = 300_000
 # "Must not grow with input size": ten times the input may cost at most this
 # much more peak memory (allocator and Parquet footer noise).
-_GROWTH_ALLOWED = 1.25
+GROWTH_ALLOWED = 1.25
 
-_DUCKDB_READ = """\
+DUCKDB_READ = """\
 import sys, duckdb
 con = duckdb.connect()
 con.execute(
@@ -85,7 +85,7 @@ def bench_import(space: Workspace) -> list[Figure]:
         else:
             space.imported_logs[total] = log_dir  # for the list benchmark
 
-        duck = run_child(python_c(_DUCKDB_READ, str(items)), space.fresh("duck"))
+        duck = run_child(python_c(DUCKDB_READ, str(items)), space.fresh("duck"))
         duck_runs.append(duck)
         say(
             f"  duckdb read_json: {seconds(duck.wall)}, peak {mebibytes(duck.peak_rss)}"
@@ -109,8 +109,8 @@ def bench_import(space: Workspace) -> list[Figure]:
             f"DuckDB read_json into a table: {rate(duck_per_s, 'rows/s')} "
             f"({seconds(duck_wall)})",
             ratio(items_per_s / duck_per_s),
-            f">= {count(_TARGET_RATE)} items/s",
-            judge(items_per_s >= _TARGET_RATE),
+            f">= {count(TARGET_RATE)} items/s",
+            judge(items_per_s >= TARGET_RATE),
         ),
         Figure(
             "3 import",
@@ -126,8 +126,8 @@ def bench_import(space: Workspace) -> list[Figure]:
             f"peak memory, {count(total)} items: {mebibytes(peak)}",
             f"{count(small)} items: {mebibytes(small_peak)}",
             ratio(growth),
-            f"flat: <= {_GROWTH_ALLOWED:.2f}x for 10x items",
-            judge(growth <= _GROWTH_ALLOWED),
+            f"flat: <= {GROWTH_ALLOWED:.2f}x for 10x items",
+            judge(growth <= GROWTH_ALLOWED),
         ),
         Figure(
             "3 import",

@@ -39,7 +39,7 @@ from bench._workspace import ChildRun, Workspace, dlq, run_child
 
 _SLEEP = "0.02"
 _SLOW_JOBS = 8
-_FAST_JOBS = 2
+FAST_JOBS = 2
 # Rounds alternate which side goes first, so that the machine's slow and
 # fast moments fall on both. GNU parallel is slow enough that fewer rounds
 # of it keep the whole benchmark near three minutes.
@@ -52,10 +52,10 @@ _MEMORY_ROUNDS = 2
 
 _TARGET_OVERHEAD = 0.02
 _LIMIT_OVERHEAD = 0.05
-_TARGET_XARGS_SHARE = 0.7
+TARGET_XARGS_SHARE = 0.7
 _TARGET_PARALLEL_TIMES = 3.0
 _TARGET_SMALL_SECONDS = 0.5
-_TARGET_PEAK_BYTES = 300 * 10**6
+TARGET_PEAK_BYTES = 300 * 10**6
 # "No more memory than replaying 1,000": allocator noise aside.
 _GROWTH_ALLOWED = 1.25
 
@@ -75,21 +75,21 @@ def bench_replay(space: Workspace) -> list[Figure]:
 # -- the pieces ------------------------------------------------------------
 
 
-def _queue(space: Workspace, items: int) -> Path:
+def make_queue(space: Workspace, items: int) -> Path:
     """A log of ``items`` pending items, imported once per size and run."""
     run, log_dir = import_items(space, space.items_file(items), f"replay-queue-{items}")
     say(f"  imported a queue of {items:,} items in {seconds(run.wall)}")
     return log_dir
 
 
-def _arguments(space: Workspace, lines: list[str]) -> Path:
+def argument_file(space: Workspace, lines: list[str]) -> Path:
     """A file of one argument a line, for xargs and GNU parallel to read."""
     path = space.fresh("arguments").with_suffix(".txt")
     path.write_text("".join(f"{line}\n" for line in lines))
     return path
 
 
-def _item_ids(items: int) -> list[str]:
+def item_ids(items: int) -> list[str]:
     """The ids of the first ``items`` generated items, as imported."""
     return [f"itm-{number:09d}" for number in range(items)]
 
@@ -109,7 +109,7 @@ def _replay(
         run = run_child(dlq("replay", "--json", "--log", str(log_dir), *args), log_dir)
     finally:
         shutil.rmtree(log_dir)
-    summary = _summary(run.stdout, args)
+    summary = replay_summary(run.stdout, args)
     if summary["selected"] != expected or summary["succeeded"] != expected:
         raise RuntimeError(
             f"`dlq replay {' '.join(args)}` selected {summary['selected']} and "
@@ -118,7 +118,7 @@ def _replay(
     return run
 
 
-def _summary(stdout: str, args: tuple[str, ...]) -> dict[str, Any]:
+def replay_summary(stdout: str, args: tuple[str, ...]) -> dict[str, Any]:
     """The JSON summary a replay printed; anything before it is reported.
 
     Anything else on stdout breaks ``--json`` for scripts, so the first time
@@ -156,7 +156,7 @@ def _summary(stdout: str, args: tuple[str, ...]) -> dict[str, Any]:
 _STRAY_OUTPUT: list[str] = []
 
 
-def _xargs(space: Workspace, arguments: Path, jobs: int, *command: str) -> ChildRun:
+def run_xargs(space: Workspace, arguments: Path, jobs: int, *command: str) -> ChildRun:
     """``xargs -P JOBS -n 1 COMMAND`` over the lines of ``arguments``."""
     argv = [_which("xargs"), "-a", str(arguments), "-P", str(jobs), "-n", "1"]
     return run_child([*argv, *command], space.fresh("xargs"))
@@ -209,7 +209,7 @@ def _which(program: str) -> str:
     return path
 
 
-def _alternate(
+def alternate(
     rounds: int, sides: dict[str, Callable[[], ChildRun]]
 ) -> dict[str, list[ChildRun]]:
     """Run each side once per round, in an order that turns every round."""
@@ -237,16 +237,16 @@ def _signed_percent(value: float) -> str:
 def _bench_slow_items(space: Workspace) -> list[Figure]:
     """Items whose command takes 20 ms: the overhead over xargs, whole process."""
     items = space.size(4_000, least=80)
-    queue = _queue(space, items)
-    arguments = _arguments(space, [_SLEEP] * items)
+    queue = make_queue(space, items)
+    arguments = argument_file(space, [_SLEEP] * items)
     jobs = str(_SLOW_JOBS)
-    runs = _alternate(
+    runs = alternate(
         _SLOW_ROUNDS,
         {
             "dlq": lambda: _replay(
                 space, queue, items, "-j", jobs, "--", "sleep", _SLEEP
             ),
-            "xargs": lambda: _xargs(space, arguments, _SLOW_JOBS, "sleep"),
+            "xargs": lambda: run_xargs(space, arguments, _SLOW_JOBS, "sleep"),
         },
     )
     ideal = items * float(_SLEEP) / _SLOW_JOBS
@@ -287,23 +287,23 @@ def _bench_slow_items(space: Workspace) -> list[Figure]:
 def _bench_fast_items(space: Workspace) -> list[Figure]:
     """Items running `true`: items/s beside xargs and GNU parallel --joblog."""
     items = space.size(5_000, least=100)
-    queue = _queue(space, items)
-    arguments = _arguments(space, _item_ids(items))
-    jobs = str(_FAST_JOBS)
+    queue = make_queue(space, items)
+    arguments = argument_file(space, item_ids(items))
+    jobs = str(FAST_JOBS)
     sides: dict[str, Callable[[], ChildRun]] = {
         "dlq": lambda: _replay(
             space, queue, items, "-j", jobs, "--", "true", "{item_id}"
         ),
-        "xargs": lambda: _xargs(space, arguments, _FAST_JOBS, "true"),
+        "xargs": lambda: run_xargs(space, arguments, FAST_JOBS, "true"),
     }
-    runs = _alternate(_FAST_ROUNDS, sides)
+    runs = alternate(_FAST_ROUNDS, sides)
     program = _gnu_parallel()
     if program is not None:
-        runs |= _alternate(
+        runs |= alternate(
             _PARALLEL_ROUNDS,
             {
                 "parallel": lambda: _parallel(
-                    space, program, arguments, _FAST_JOBS, "true"
+                    space, program, arguments, FAST_JOBS, "true"
                 )
             },
         )
@@ -318,8 +318,8 @@ def _bench_fast_items(space: Workspace) -> list[Figure]:
             measured,
             f"xargs -P {jobs} -n 1: {rate(xargs, 'items/s')}",
             percent(ours / xargs),
-            f">= {percent(_TARGET_XARGS_SHARE)} of xargs",
-            judge(ours >= _TARGET_XARGS_SHARE * xargs),
+            f">= {percent(TARGET_XARGS_SHARE)} of xargs",
+            judge(ours >= TARGET_XARGS_SHARE * xargs),
         )
     ]
     if "parallel" not in runs:
@@ -359,18 +359,18 @@ def _bench_small_queue(space: Workspace) -> list[Figure]:
     dry run (start-up, opening the log and selecting, running nothing).
     """
     items = _SMALL_ITEMS
-    queue = _queue(space, items)
-    arguments = _arguments(space, _item_ids(items))
-    jobs = str(_FAST_JOBS)
+    queue = make_queue(space, items)
+    arguments = argument_file(space, item_ids(items))
+    jobs = str(FAST_JOBS)
     copy = space.fresh("dry-run-log")
     shutil.copytree(queue, copy)
-    runs = _alternate(
+    runs = alternate(
         _SMALL_ROUNDS + 1,  # the first round only warms up
         {
             "dlq": lambda: _replay(
                 space, queue, items, "-j", jobs, "--", "true", "{item_id}"
             ),
-            "xargs": lambda: _xargs(space, arguments, _FAST_JOBS, "true"),
+            "xargs": lambda: run_xargs(space, arguments, FAST_JOBS, "true"),
             "help": lambda: run_child(dlq("--help"), space.fresh("help")),
             "dry": lambda: run_child(
                 dlq("replay", "--dry-run", "--log", str(copy), "--", "true"),
@@ -420,10 +420,10 @@ def _bench_memory(space: Workspace) -> list[Figure]:
     """
     big = space.size(1_000_000)
     sample = space.size(1_000, least=100)
-    big_queue = _queue(space, big)
-    small_queue = _queue(space, sample)
+    big_queue = make_queue(space, big)
+    small_queue = make_queue(space, sample)
     limit = ("--limit", str(sample), "-j", str(_SLOW_JOBS), "--", "true")
-    runs = _alternate(
+    runs = alternate(
         _MEMORY_ROUNDS,
         {
             "big": lambda: _replay(space, big_queue, sample, *limit, label="memory"),
@@ -452,8 +452,8 @@ def _bench_memory(space: Workspace) -> list[Figure]:
             f"{mebibytes(peak)}",
             f"all {count(sample)} of {count(sample)} pending: {mebibytes(small_peak)}",
             ratio(peak / small_peak),
-            f"< {_TARGET_PEAK_BYTES // 10**6} MB ({mebibytes(_TARGET_PEAK_BYTES)})",
-            judge(peak < _TARGET_PEAK_BYTES),
+            f"< {TARGET_PEAK_BYTES // 10**6} MB ({mebibytes(TARGET_PEAK_BYTES)})",
+            judge(peak < TARGET_PEAK_BYTES),
         ),
         Figure(
             "5 replay",

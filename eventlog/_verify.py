@@ -314,7 +314,10 @@ class _Verifier:
         merged = segment.path.parent.name == MERGED
         parts = self.log.merged_inputs(segment.name) if merged else [(segment.name, -1)]
         try:
-            parquet = pq.ParquetFile(segment.path)
+            # Without pre_buffer=False (the default is True in recent pyarrow)
+            # iter_batches keeps the bytes of every row group it has read until
+            # the file is closed, so memory would grow with the file's size.
+            parquet = pq.ParquetFile(segment.path, pre_buffer=False)
         except FileNotFoundError:
             # Limitation: a verification running beside a compaction fails
             # (asks to be run again) when a file it listed was merged away,
