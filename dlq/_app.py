@@ -3,6 +3,7 @@ and renders what it returns."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -123,6 +124,20 @@ def one_line(message: str) -> str:
     return _BREAKS.sub(lambda found: repr(found[0])[1:-1], message)
 
 
+_FREE_SPACE = "free some space and run the command again"
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an error it was raised from, is a full disk."""
+    while exc is not None:
+        if isinstance(exc, OSError) and (
+            exc.errno == errno.ENOSPC or "[errno 28]" in str(exc).lower()
+        ):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def errors_as_messages(command: Callable[P, R]) -> Callable[P, R]:
     """Turn the libraries' errors into one line on stderr and an exit code."""
 
@@ -133,8 +148,16 @@ def errors_as_messages(command: Callable[P, R]) -> Callable[P, R]:
         except eventlog.LogBusyError as exc:
             raise fail(str(exc), code=3) from None
         except (eventlog.EventLogError, analytics.AnalyticsError) as exc:
+            if _disk_full(exc):
+                raise fail(f"{exc}; {_FREE_SPACE}") from None
             raise fail(str(exc)) from None
         except OSError as exc:
+            if _disk_full(exc):
+                # pyarrow's own wording names a write, not the disk.
+                raise fail(
+                    f"No space left on device ({exc.filename or 'the log'}); "
+                    f"{_FREE_SPACE}"
+                ) from None
             if exc.strerror is None:  # raised with a message of our own
                 raise fail(str(exc)) from None
             raise fail(f"{exc.strerror} ({exc.filename or 'the log'})") from None

@@ -105,6 +105,7 @@ def assert_failed_cleanly(result: subprocess.CompletedProcess[str]) -> None:
     [line] = result.stderr.splitlines()
     assert line.startswith("error: "), line
     assert "No space left on device" in line, line
+    assert "free some space and run the command again" in line, line
 
 
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
