@@ -153,6 +153,9 @@ async def replay(
         if (options.command)
         else None
     )
+    # Limitation: when the log's disk fills during a run, the attempts it had
+    # started stay `running` in the log until the next replay records them as
+    # interrupted, because the events that would close them cannot be written.
     with log.exclusive("replay"), eventlog.LogWriter(log) as writer:
         run = _Run(log, writer, options, template, progress)
         conn = analytics.connect(log)
