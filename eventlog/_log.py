@@ -41,6 +41,7 @@ from eventlog._errors import DamagedLogError, LogBusyError, LogNotFoundError
 from eventlog._event import (
     ARROW_SCHEMA,
     GENESIS_HASH,
+    Event,
     canonical_bytes,
     chain_hash,
     decode_line,
@@ -589,25 +590,43 @@ def read_live_segment(path: Path, *, prev: str | None = None) -> pa.Table:
 def _check_chain(path: Path, complete: bytes, prev: str | None) -> None:
     """Refuse the first line whose hash is not its content chained to the
     hash before it: an event edited, or lines removed, moved or added."""
-    number = 0
+    events = []
     for number, line in enumerate(complete.splitlines(), start=1):
         try:
-            event = decode_line(line)
+            events.append(decode_line(line))
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise DamagedLogError(str(path), number, str(exc)) from None
+    check_chain(str(path), events, prev)
+
+
+def check_chain(
+    where: str, events: Iterable[Event], prev: str | None, first_line: int = 1
+) -> str | None:
+    """Check that consecutive lines of a live segment chain; return the last hash.
+
+    ``prev`` is the hash the first event should chain from, or None if it is
+    not known (then the first is taken as it is, unless it is its writer's
+    first event, which chains from the genesis hash).
+
+    Raises:
+        DamagedLogError: an event's hash is not its content chained to
+            ``prev`` or to the event before it, naming ``where`` and its line.
+    """
+    for number, event in enumerate(events, start=first_line):
         if prev is None and event.seq == 1:
             prev = GENESIS_HASH
         if prev is not None and (
             chain_hash(prev, canonical_bytes(event_values(event))) != event.hash
         ):
             raise DamagedLogError(
-                str(path),
+                where,
                 number,
                 "edited: the event does not match its hash chained from the one "
                 "before it (a line was changed, removed or moved); `dlq verify` "
                 "lists every problem",
             )
         prev = event.hash
+    return prev
 
 
 def _parse_lines(data: bytes) -> pa.Table:
