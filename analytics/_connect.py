@@ -75,8 +75,10 @@ def connect(
 
     Raises:
         eventlog.LogNotFoundError: there is no log at the path.
-        eventlog.DamagedLogError: a live segment holds a damaged line, or a
-            file that the manifest records is missing.
+        eventlog.DamagedLogError: a live segment holds a damaged line or a
+            break in its hash chain, a Parquet file's bytes are not those its
+            manifest record holds the digest of, or a file that the manifest
+            records is missing.
         AnalyticsError: DuckDB could not read a sealed segment.
     """
     if not isinstance(log, EventLog):
@@ -126,6 +128,7 @@ def _snapshot(log: EventLog) -> tuple[list[Path], pa.Table]:
     # every view; the manifest shows it cheaply.
     log.check_files()
     parquet_files: list[Path] = []
+    handed: list[Segment] = []
     tables = [ARROW_SCHEMA.empty_table()]
     for segment in log.segments():
         if not segment.sealed:
@@ -140,8 +143,12 @@ def _snapshot(log: EventLog) -> tuple[list[Path], pa.Table]:
         path = segment.path.absolute()
         if _GLOB_CHARS.isdisjoint(str(path)):
             parquet_files.append(path)
+            handed.append(segment)
         else:
             tables.append(log.read_segment(segment))
+    # DuckDB would read an edited file as the log; its digest shows the edit
+    # (read_segment checks the files read here, and each live event's hash).
+    log.check_digests(handed)
     return parquet_files, pa.concat_tables(tables)
 
 

@@ -25,8 +25,16 @@ import pyarrow.parquet as pq
 
 from eventlog._errors import DamagedLogError
 from eventlog._event import ARROW_SCHEMA
-from eventlog._files import create_locked, fsync_dir, publish
-from eventlog._log import MERGED, MERGED_FROM, SEALED, SEGMENTS, EventLog, Segment
+from eventlog._files import create_locked, file_digest, fsync_dir, publish
+from eventlog._log import (
+    DIGEST,
+    MERGED,
+    MERGED_FROM,
+    SEALED,
+    SEGMENTS,
+    EventLog,
+    Segment,
+)
 
 logger = logging.getLogger("eventlog")
 
@@ -174,7 +182,14 @@ def _merge(log: EventLog, group: list[Segment]) -> None:
                 out.write_table(pa.concat_tables(gathered))
         os.fsync(fd)
         _crash_point("written")
-        log.record({"record": "merged", "name": name, "inputs": inputs})
+        log.record(
+            {
+                "record": "merged",
+                "name": name,
+                "inputs": inputs,
+                DIGEST: file_digest(tmp),
+            }
+        )
         publish(tmp, log.merged_path(name))
     finally:
         with contextlib.suppress(FileNotFoundError):

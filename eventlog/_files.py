@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 from pathlib import Path
 
@@ -15,6 +16,16 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes, in hex, read in chunks.
+
+    Raises:
+        OSError: the file cannot be read (FileNotFoundError if it is gone).
+    """
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def publish(tmp: Path, final: Path) -> None:

@@ -32,8 +32,8 @@ from eventlog._event import (
     Event,
     format_ts_us,
 )
-from eventlog._files import create_locked, publish
-from eventlog._log import EventLog
+from eventlog._files import create_locked, file_digest, publish
+from eventlog._log import DIGEST, EventLog
 from eventlog._writer import LogWriter, Stamper
 
 logger = logging.getLogger("eventlog")
@@ -309,8 +309,9 @@ class StagedSegment:
         if self._gathered_rows >= ROW_GROUP:
             self.flush()
 
-    def record(self, name: str) -> dict[str, object]:
-        """The manifest record of the file these events were written to."""
+    def record(self, name: str, digest: str) -> dict[str, object]:
+        """The manifest record of the file these events were written to, whose
+        bytes have the SHA-256 ``digest``."""
         stamper = self.stamper
         return {
             "record": "import",
@@ -320,6 +321,7 @@ class StagedSegment:
             "first": stamper.seq - self.rows + 1,
             "last": stamper.seq,
             "hash": stamper.prev_hash,
+            DIGEST: digest,
         }
 
     def flush(self) -> None:
@@ -354,7 +356,7 @@ def staged_segment(log: EventLog, source: str) -> Iterator[StagedSegment]:
             # Recorded before it is published, so that every imported file is
             # in the manifest; `dlq compact` withdraws the record of a file a
             # crash left unpublished.
-            log.record(staged.record(name))
+            log.record(staged.record(name, file_digest(tmp)))
             publish(tmp, log.segment_path(name, sealed=True))
             logger.debug(
                 "published import %s from %s: %d events", name, source, staged.rows

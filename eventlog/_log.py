@@ -26,7 +26,8 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,9 +38,18 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from eventlog._errors import DamagedLogError, LogBusyError, LogNotFoundError
-from eventlog._event import ARROW_SCHEMA, decode_line
+from eventlog._event import (
+    ARROW_SCHEMA,
+    GENESIS_HASH,
+    Event,
+    canonical_bytes,
+    chain_hash,
+    decode_line,
+    event_values,
+)
 from eventlog._files import (
     create_locked,
+    file_digest,
     fsync_dir,
     is_held_by_someone,
     publish,
@@ -64,6 +74,12 @@ _REQUIRED = ("event_id", "ts", "type", "writer", "seq", "hash")
 # holds, in order, as ``[name, rows]`` pairs.
 MERGED_FROM = b"dlq.merged_from"
 
+# The manifest field holding the SHA-256 of a published Parquet file's bytes.
+DIGEST = "sha256"
+
+# Threads hashing Parquet files before a read; hashlib lets go of the GIL.
+_HASHING_THREADS = 4
+
 
 @dataclass(frozen=True, slots=True)
 class Segment:
@@ -85,6 +101,11 @@ class EventLog:
         self.path = Path(path)
         # What each merged file holds: read once, since it never changes.
         self._merged_inputs: dict[str, list[tuple[str, int]]] = {}
+        # From the manifest, whose records never change once written: each
+        # published file's digest (None if recorded without one) and the line
+        # recording it, and the hash each live segment's chain starts from.
+        self._digests: dict[str, tuple[str | None, int]] = {}
+        self._prevs: dict[str, str] = {}
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, create: bool = False) -> EventLog:
@@ -173,18 +194,22 @@ class EventLog:
         whose publication was recorded but not yet made (an import under way)
         is not missing, and a miss is looked for again before it is believed,
         since a file can move from one directory to another between two
-        listings.
+        listings. The other damage readers refuse is found as they read:
+        a Parquet file whose bytes are not those recorded
+        (:meth:`check_digests`), a live segment whose hash chain breaks
+        (:func:`read_live_segment`).
 
         Raises:
             DamagedLogError: a recorded segment or import has no file.
         """
-        # Limitation: only deleted files are refused here. An edited event
-        # (valid JSON, or a Parquet file rewritten) is seen only by
-        # `verify_log`, because finding it means hashing every event, too
-        # slow for every read. Events cut from the end of a live segment are
-        # seen by nothing, because the manifest records a live segment's
-        # start and not its end, and a cut mid-line reads as a crash's torn
-        # write.
+        # Limitation: readers do not refuse events cut from the end of a live
+        # segment at a line boundary, because the manifest records a live
+        # segment's start and not its end (and a cut mid-line reads as a
+        # crash's torn write), nor the last line of a live segment edited
+        # with its hash recomputed, since no line chains from it yet; nor a
+        # Parquet file rewritten together with the digest in its manifest
+        # record, because nothing outside the log vouches for the manifest
+        # (`verify_log` still finds an event whose hash was left as it was).
         if self._missing_files():
             missing = self._missing_files()
             if missing:
@@ -204,6 +229,7 @@ class EventLog:
             kind, name = record.get("record"), record.get("name")
             if not isinstance(name, str):
                 continue
+            self._remember(record, entry.number)
             if kind == "segment":
                 opened.setdefault(name, entry.number)
             elif kind in ("sealed", "import"):
@@ -247,6 +273,80 @@ class EventLog:
             )
         return missing
 
+    def _remember(self, record: dict[str, object], line: int) -> None:
+        """Keep what a manifest record says that readers check files against."""
+        kind, name = record.get("record"), record.get("name")
+        if not isinstance(name, str):
+            return
+        if kind == "segment":
+            prev = record.get("prev")
+            if isinstance(prev, str):
+                self._prevs.setdefault(name, prev)
+        elif kind in ("sealed", "import", "merged"):
+            digest = record.get(DIGEST)
+            self._digests.setdefault(
+                name, (digest if isinstance(digest, str) else None, line)
+            )
+
+    def _read_records(self) -> None:
+        manifest = self.path / MANIFEST
+        if not manifest.exists():
+            return
+        for entry in read_manifest(manifest):
+            if entry.record is not None:
+                self._remember(entry.record, entry.number)
+
+    def check_digests(self, segments: Iterable[Segment]) -> None:
+        """Refuse a sealed, imported or merged file whose bytes were changed.
+
+        Each Parquet file among ``segments`` is hashed and its SHA-256 compared
+        with the one its manifest record holds; a file recorded without one
+        (published before digests were recorded) or not recorded at all is
+        not checked. A file removed since it was listed is skipped: reading it
+        fails anyway.
+
+        Raises:
+            DamagedLogError: a file's digest is not the one recorded.
+        """
+        sealed = [segment for segment in segments if segment.sealed]
+        if any(segment.name not in self._digests for segment in sealed):
+            self._read_records()  # published since the manifest was last read
+        checked = [
+            (segment, *self._digests[segment.name])
+            for segment in sealed
+            if self._digests.get(segment.name, (None, 0))[0] is not None
+        ]
+        if not checked:
+            return
+
+        def digest(segment: Segment) -> str | None:
+            try:
+                return file_digest(segment.path)
+            except FileNotFoundError:
+                return None
+
+        if len(checked) == 1:
+            found = [digest(checked[0][0])]
+        else:
+            with ThreadPoolExecutor(min(_HASHING_THREADS, len(checked))) as pool:
+                found = list(pool.map(digest, [segment for segment, _, _ in checked]))
+        for (segment, recorded, line), actual in zip(checked, found, strict=True):
+            if actual is not None and actual != recorded:
+                raise DamagedLogError(
+                    str(segment.path),
+                    None,
+                    "edited: its bytes are not those recorded in the manifest "
+                    f"(line {line}) when it was published; `dlq verify` lists "
+                    "every problem",
+                )
+
+    def live_prev(self, name: str) -> str | None:
+        """The hash live segment ``name``'s first event chains from, as its
+        manifest record gives it; None if it has no record."""
+        if name not in self._prevs:
+            self._read_records()
+        return self._prevs.get(name)
+
     def merged_inputs(self, name: str) -> list[tuple[str, int]]:
         """The segments merged file ``name`` holds, in order, with their rows.
 
@@ -273,18 +373,22 @@ class EventLog:
     ) -> pa.Table:
         """Read one segment as an Arrow table with the event schema.
 
+        A sealed file is checked against the digest its manifest record holds,
+        and a live one's hash chain from the hash its record gives.
+
         Raises:
-            DamagedLogError: the file is not a valid segment.
+            DamagedLogError: the file is not a valid segment, or was edited.
             FileNotFoundError: the segment was sealed or removed meanwhile.
         """
         if segment.sealed:
+            self.check_digests([segment])
             try:
                 return pq.read_table(segment.path, columns=columns, schema=ARROW_SCHEMA)
             except FileNotFoundError:
                 raise
             except (pa.ArrowException, OSError) as exc:
                 raise DamagedLogError(str(segment.path), None, str(exc)) from exc
-        table = read_live_segment(segment.path)
+        table = read_live_segment(segment.path, prev=self.live_prev(segment.name))
         return table.select(columns) if columns is not None else table
 
     def iter_tables(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
@@ -328,7 +432,9 @@ class EventLog:
             _remove(live)
             return False
         try:
-            table = read_live_segment(live)
+            # Its chain checked, so that an edited event is not sealed into a
+            # file whose digest would then vouch for it.
+            table = read_live_segment(live, prev=self.live_prev(name))
         except FileNotFoundError:
             return False  # not live, or another process sealed it meanwhile
         # Locked while it exists, so that another process's seal_abandoned
@@ -342,7 +448,7 @@ class EventLog:
             # Recorded before it is published, so that every sealed file is
             # in the manifest; a crash in between leaves the live file, which
             # holds the same events.
-            self.record(published_record("sealed", name, table))
+            self.record(published_record("sealed", name, table, file_digest(tmp)))
             publish(tmp, final)
         finally:
             _remove(tmp)
@@ -448,15 +554,20 @@ class EventLog:
         )
 
 
-def read_live_segment(path: Path) -> pa.Table:
+def read_live_segment(path: Path, *, prev: str | None = None) -> pa.Table:
     """Read a JSONL segment's complete lines as an Arrow table.
 
     Bytes after the last newline are a torn write (a crash or a write still
     under way) and are not events. Any other line that is not a valid event
-    is an error naming the file and the line.
+    is an error naming the file and the line, and so is a line whose hash
+    does not chain from the line before it. The first line chains from
+    ``prev`` (what the segment's manifest record gives); without it, from
+    the genesis hash if it is its writer's first event, else it is taken as
+    it is.
 
     Raises:
-        DamagedLogError: a complete line is not a valid event.
+        DamagedLogError: a complete line is not a valid event, or its hash
+            does not chain.
     """
     data = path.read_bytes()
     complete = data[: data.rfind(b"\n") + 1]
@@ -468,11 +579,54 @@ def read_live_segment(path: Path) -> pa.Table:
             all(table.column(c).null_count == 0 for c in _REQUIRED)
             and not pc.any(pc.equal(table.column("event_id"), "")).as_py()
         ):
+            _check_chain(path, complete, prev)
             return table.select(ARROW_SCHEMA.names).cast(ARROW_SCHEMA)
     except pa.ArrowInvalid:
         pass
     _raise_first_damage(path, complete)
     raise DamagedLogError(str(path), None, "not a valid segment")
+
+
+def _check_chain(path: Path, complete: bytes, prev: str | None) -> None:
+    """Refuse the first line whose hash is not its content chained to the
+    hash before it: an event edited, or lines removed, moved or added."""
+    events = []
+    for number, line in enumerate(complete.splitlines(), start=1):
+        try:
+            events.append(decode_line(line))
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise DamagedLogError(str(path), number, str(exc)) from None
+    check_chain(str(path), events, prev)
+
+
+def check_chain(
+    where: str, events: Iterable[Event], prev: str | None, first_line: int = 1
+) -> str | None:
+    """Check that consecutive lines of a live segment chain; return the last hash.
+
+    ``prev`` is the hash the first event should chain from, or None if it is
+    not known (then the first is taken as it is, unless it is its writer's
+    first event, which chains from the genesis hash).
+
+    Raises:
+        DamagedLogError: an event's hash is not its content chained to
+            ``prev`` or to the event before it, naming ``where`` and its line.
+    """
+    for number, event in enumerate(events, start=first_line):
+        if prev is None and event.seq == 1:
+            prev = GENESIS_HASH
+        if prev is not None and (
+            chain_hash(prev, canonical_bytes(event_values(event))) != event.hash
+        ):
+            raise DamagedLogError(
+                where,
+                number,
+                "edited: the event does not match its hash chained from the one "
+                "before it (a line was changed, removed or moved); `dlq verify` "
+                "lists every problem",
+            )
+        prev = event.hash
+    return prev
 
 
 def _parse_lines(data: bytes) -> pa.Table:
@@ -509,8 +663,11 @@ def _raise_first_damage(path: Path, complete: bytes) -> None:
 _IMPORT_NAME = re.compile(r"[0-9a-f]{12}-[0-9]{6}\.parquet")
 
 
-def published_record(kind: str, name: str, table: pa.Table) -> dict[str, object]:
-    """The manifest record of a segment sealed (or imported) as ``table``."""
+def published_record(
+    kind: str, name: str, table: pa.Table, digest: str
+) -> dict[str, object]:
+    """The manifest record of a segment sealed (or imported) as ``table``, in a
+    file whose bytes have the SHA-256 ``digest``."""
     count = table.num_rows
     seqs, hashes = table.column("seq"), table.column("hash")
     return {
@@ -521,6 +678,7 @@ def published_record(kind: str, name: str, table: pa.Table) -> dict[str, object]
         "first": seqs[0].as_py() if count else None,
         "last": seqs[count - 1].as_py() if count else None,
         "hash": hashes[count - 1].as_py() if count else None,
+        DIGEST: digest,
     }
 
 

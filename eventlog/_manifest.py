@@ -10,10 +10,15 @@ also written here, as one JSON line appended with ``O_APPEND`` and fsynced:
   in place and before any event is written to it, so a segment holding
   events is always recorded.
 - ``sealed``: segment ``name`` was sealed holding ``count`` events, seqs
-  ``first`` to ``last``, the last with hash ``hash``. Written before the
-  Parquet file is published, so a sealed file is always recorded.
+  ``first`` to ``last``, the last with hash ``hash``, into a Parquet file
+  whose bytes have the SHA-256 ``sha256``. Written before the file is
+  published (once it is complete and fsynced aside), so a sealed file is
+  always recorded, and readers can refuse one whose bytes changed since.
+  Records written before digests existed have no ``sha256``.
 - ``import``: an import wrote file ``name``, described the same way. Written
   before it is published.
+- ``merged``: a merge wrote file ``name`` holding ``inputs`` (``[name,
+  rows]`` pairs), with its ``sha256``. Written before it is published.
 - ``withdrawn``: an import recorded but never published (its process died
   between the two) was cleared away.
 

@@ -27,7 +27,7 @@ import msgspec
 
 from eventlog._errors import DamagedLogError
 from eventlog._event import Event, decode_line, event_from_row
-from eventlog._log import EventLog, Segment
+from eventlog._log import EventLog, Segment, check_chain
 
 logger = logging.getLogger("eventlog")
 
@@ -46,6 +46,9 @@ class _Cursor:
     offsets: dict[str, int] = field(default_factory=dict)
     # Sealed segments read to their end; they never change.
     done: set[str] = field(default_factory=set)
+    # The hash of the last line read of each live segment, which the next
+    # line read must chain from.
+    chained: dict[str, str | None] = field(default_factory=dict)
 
     def poll(self) -> list[Event]:
         """The events that appeared since the last poll, in ``event_id`` order."""
@@ -55,6 +58,7 @@ class _Cursor:
         for name in list(self.offsets):
             if name not in live:
                 del self.offsets[name]  # sealed (its twin is read) or removed
+                self.chained.pop(name, None)
         for segment in listed:
             if segment.sealed and segment.name in self.done:
                 continue
@@ -134,12 +138,17 @@ class _Cursor:
             data = fh.read()
         complete = data[: data.rfind(b"\n") + 1]
         events = []
+        where = f"{segment.path} (after byte {offset})"
         for number, line in enumerate(complete.splitlines(), start=1):
             try:
                 events.append(decode_line(line))
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                where = f"{segment.path} (after byte {offset})"
                 raise DamagedLogError(where, number, str(exc)) from None
+        if offset == 0:
+            prev = self.log.live_prev(segment.name)
+        else:
+            prev = self.chained.get(segment.name)
+        self.chained[segment.name] = check_chain(where, events, prev)
         self.offsets[segment.name] = offset + len(complete)
         return events
 

@@ -14,6 +14,8 @@ What each finding means:
   inserted one (another event with the same seq);
 - a recorded segment or import with no file, or a file holding other seqs
   than recorded: a file, or events at its end, were removed;
+- a Parquet file whose SHA-256 is not the one its manifest record holds:
+  the file was changed after it was published;
 - a file the manifest does not know: a file was added afterwards;
 - a line or row that cannot be read: damage. A torn last line of a live
   segment is what a crash (or a write under way) leaves, and only a note.
@@ -44,7 +46,9 @@ from eventlog._event import (
     event_values,
     format_ts_us,
 )
+from eventlog._files import file_digest
 from eventlog._log import (
+    DIGEST,
     MERGED,
     EventLog,
     Segment,
@@ -197,6 +201,9 @@ class _Records:
     final: dict[str, Any] | None = None
     withdrawn: bool = False
     line: int = 0
+    # The SHA-256 its published file was recorded with, and where.
+    digest: str | None = None
+    digest_line: int = 0
 
 
 class _Verifier:
@@ -208,11 +215,17 @@ class _Verifier:
         self.seen: dict[str, _Seen] = {}
         self.events = 0
         self.files = 0
+        self.records: dict[str, _Records] = {}
+        # Parquet files whose digest differs from the recorded one, reported
+        # only if nothing more precise is found in them.
+        self.changed_files: list[Problem] = []
 
     def run(self) -> VerifyReport:
         # The manifest is read before the files are listed, so every segment
         # it records was published before the listing.
         manifest = self._read_manifest()
+        if manifest is not None:
+            self.records = manifest[0]
         merged_files: list[str] = []
         for segment in self.log.segments():
             self.files += 1
@@ -224,6 +237,8 @@ class _Verifier:
                 self._check_live(segment)
         missing = self._check_manifest(manifest, merged_files)
         self._report_gaps(missing)
+        named = {problem.file for problem in self.problems}
+        self.problems += [p for p in self.changed_files if p.file not in named]
         return VerifyReport(
             problems=tuple(self.problems),
             notes=tuple(self.notes),
@@ -314,6 +329,7 @@ class _Verifier:
         merged = segment.path.parent.name == MERGED
         parts = self.log.merged_inputs(segment.name) if merged else [(segment.name, -1)]
         try:
+            digest = file_digest(segment.path)
             # Without pre_buffer=False (the default is True in recent pyarrow)
             # iter_batches keeps the bytes of every row group it has read until
             # the file is closed, so memory would grow with the file's size.
@@ -347,6 +363,16 @@ class _Verifier:
         except (pa.ArrowException, OSError) as exc:
             self._damage(Problem(file, row=row + 1, problem=f"unreadable: {exc}"))
             self._unreadable(file, parts)
+            return
+        known = self.records.get(segment.name)
+        if known is not None and known.digest is not None and known.digest != digest:
+            self.changed_files.append(
+                Problem(
+                    file,
+                    problem="edited: its SHA-256 is not the one recorded when it "
+                    f"was published ({self.log.path / MANIFEST}:{known.digest_line})",
+                )
+            )
 
     def _unreadable(self, file: str, parts: list[tuple[str, int]]) -> None:
         """Take the next events of these segments' writers as they come, and
@@ -536,6 +562,13 @@ class _Verifier:
             if not isinstance(name, str):
                 continue
             known = records.setdefault(name, _Records(line=entry.number))
+            digest = record.get(DIGEST)
+            if (
+                kind in ("sealed", "import", "merged")
+                and isinstance(digest, str)
+                and known.digest is None
+            ):
+                known.digest, known.digest_line = digest, entry.number
             if kind == "segment":
                 known.opened = known.opened or record
             elif kind in ("sealed", "import"):

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -223,3 +225,131 @@ def test_verify_without_a_log(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr.startswith(f"error: no dead-letter queue at {tmp_path}")
     assert list(tmp_path.iterdir()) == []
+
+
+def rewrite(path: Path, edit: Callable[[pa.Table], pa.Table] | None = None) -> None:
+    """Write a Parquet file again, as someone editing it would: another
+    compression, so that its bytes change even when its values do not."""
+    table = pq.read_table(path)
+    pq.write_table(edit(table) if edit else table, path, compression="snappy")
+
+
+def import_record_line(log: Path) -> int:
+    lines = (log / "manifest.jsonl").read_text().splitlines()
+    return next(
+        number
+        for number, line in enumerate(lines, start=1)
+        if json.loads(line)["record"] == "import"
+    )
+
+
+def first_item_edited(table: pa.Table) -> pa.Table:
+    index = table.schema.get_field_index("item_id")
+    ids = ["edited", *table.column(index).to_pylist()[1:]]
+    return table.set_column(index, "item_id", pa.array(ids, pa.string()))
+
+
+def test_a_parquet_file_rewritten_with_a_changed_value_is_refused(log: Path) -> None:
+    path = imported_file(log)
+    rewrite(path, first_item_edited)
+
+    listed = dlq("list", "--log", log)
+    verified = dlq("verify", "--log", log)
+
+    assert listed.exit_code == 1
+    assert listed.stdout == ""
+    assert listed.stderr == (
+        f"error: damaged log segment {path}: edited: its bytes are not those "
+        f"recorded in the manifest (line {import_record_line(log)}) when it was "
+        "published; `dlq verify` "
+        "lists every problem\n"
+    )
+    assert verified.exit_code == 1
+    assert f"{path} row 1: " in verified.stdout
+    assert "edited: its content does not match its hash" in verified.stdout
+
+
+def test_verify_names_a_parquet_file_whose_bytes_alone_changed(log: Path) -> None:
+    path = imported_file(log)
+    rewrite(path)  # every value as it was, so every event hash still holds
+
+    verified = dlq("verify", "--log", log)
+
+    assert verified.exit_code == 1
+    [line] = verified.stdout.splitlines()
+    assert line == (
+        f"{path}: edited: its SHA-256 is not the one recorded when it was "
+        f"published ({log / 'manifest.jsonl'}:{import_record_line(log)})"
+    )
+    assert dlq("list", "--log", log).exit_code == 1
+
+
+def test_an_edited_live_line_is_refused_by_list_and_not_sealed(log: Path) -> None:
+    path, _ = edit_a_line(log)
+    edited = path.read_bytes()
+
+    listed = dlq("list", "--log", log)
+    compacted = dlq("compact", "--log", log)
+
+    assert listed.exit_code == 1
+    assert listed.stdout == ""
+    assert listed.stderr.startswith(
+        f"error: damaged log segment {path}:2: edited: the event does not match "
+        "its hash chained from the one before it"
+    )
+    # Sealing it would give the edit a digest that vouches for it.
+    assert compacted.exit_code == 1
+    assert path.read_bytes() == edited
+    assert not path.with_suffix(".parquet").exists()
+    assert not (log / "sealed" / path.with_suffix(".parquet").name).exists()
+
+
+def test_a_live_segment_whose_first_line_was_removed_is_refused(log: Path) -> None:
+    # The second event then comes first, and does not chain from the hash the
+    # segment's manifest record says its first event chains from.
+    path, _ = remove_a_line(log)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[1:]))
+
+    listed = dlq("list", "--log", log)
+
+    assert listed.exit_code == 1
+    assert listed.stderr.startswith(f"error: damaged log segment {path}:1: edited: ")
+
+
+def test_records_written_without_a_digest_are_still_read(log: Path) -> None:
+    # As a log written before digests were recorded: none in the manifest.
+    manifest = log / "manifest.jsonl"
+    records = [json.loads(line) for line in manifest.read_text().splitlines()]
+    assert sum("sha256" in record for record in records) == 4
+    manifest.write_text(
+        "".join(
+            json.dumps({k: v for k, v in record.items() if k != "sha256"}) + "\n"
+            for record in records
+        )
+    )
+    rewrite(imported_file(log))  # other bytes, the same events
+
+    listed = dlq("list", "--json", "--log", log)
+    verified = dlq("verify", "--log", log)
+
+    assert listed.exit_code == 0, listed.stderr
+    assert {row["item_id"] for row in json.loads(listed.stdout)} >= {
+        "a", "b", "c", "i0", "i1", "i2", "i3"
+    }  # fmt: skip
+    assert verified.exit_code == 0, verified.stdout
+
+
+def test_a_merged_file_rewritten_is_refused_and_named(log: Path) -> None:
+    assert dlq("compact", "--log", log).exit_code == 0
+    [path] = (log / "merged").iterdir()
+    rewrite(path)  # its metadata, naming the segments it holds, is kept
+
+    listed = dlq("list", "--log", log)
+    verified = dlq("verify", "--log", log)
+
+    assert listed.exit_code == 1
+    assert listed.stderr.startswith(f"error: damaged log segment {path}: edited: ")
+    assert verified.exit_code == 1
+    [line] = verified.stdout.splitlines()
+    assert line.startswith(f"{path}: edited: its SHA-256 is not the one recorded")

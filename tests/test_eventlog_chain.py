@@ -18,11 +18,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from eventlog import (
     FIELD_NAMES,
     GENESIS_HASH,
+    DamagedLogError,
     Event,
     EventLog,
     LogWriter,
@@ -161,7 +163,12 @@ def test_an_edited_event_no_longer_matches_its_hash(log: EventLog) -> None:
         [segment] = log.segments()
         stored = segment.path.read_bytes()
         segment.path.write_bytes(stored.replace(b'"item-1"', b'"item-X"'))
-        events = stored_events(log)
+        lines = segment.path.read_bytes().splitlines()
+        events = [msgspec.json.decode(line, type=Event) for line in lines]
+
+        # Readers check the chain as they read, and refuse the edited line.
+        with pytest.raises(DamagedLogError, match=re.escape(f"{segment.path}:2")):
+            stored_events(log)
 
     assert events[1].item_id == "item-X"
     with pytest.raises(AssertionError, match=re.escape(events[1].event_id)):

@@ -19,6 +19,7 @@ from eventlog import (
     EventLog,
     LogWriter,
     event_from_row,
+    follow_events,
     read_live_segment,
 )
 
@@ -148,3 +149,43 @@ def test_damaged_sealed_segment_raises_naming_the_file(log: EventLog) -> None:
 
     assert (caught.value.path, caught.value.line) == (str(segment.path), None)
     assert str(caught.value).startswith(f"damaged log segment {segment.path}: ")
+
+
+def edited(line: bytes) -> bytes:
+    """The line with its item id changed, still a valid event."""
+    changed = line.replace(b'"item_id":"item-', b'"item_id":"edited-')
+    assert changed != line
+    return changed
+
+
+@pytest.mark.parametrize("line", [1, 2, 3])
+def test_an_edited_line_breaks_the_chain_and_is_refused(
+    log: EventLog, line: int
+) -> None:
+    _, lines = write_lines(log, 3)
+    lines[line - 1] = edited(lines[line - 1])
+    path = abandoned_segment(log, b"".join(lines))
+
+    with pytest.raises(DamagedLogError, match=re.escape(f"{path}:{line}: edited")):
+        read_live_segment(path)
+    with pytest.raises(DamagedLogError, match=re.escape(f"{path}:{line}: edited")):
+        list(log.iter_tables())
+
+
+def test_a_torn_edited_last_line_is_still_only_a_torn_write(log: EventLog) -> None:
+    events, lines = write_lines(log, 3)
+    path = abandoned_segment(log, b"".join(lines[:2]) + edited(lines[2])[:-1])
+
+    assert read_events(path) == events[:2]
+
+
+def test_following_the_log_refuses_an_edited_live_line(log: EventLog) -> None:
+    _, lines = write_lines(log, 3)
+    path = abandoned_segment(log, b"".join(lines[:2]))
+    followed = follow_events(log, last=1, follow=True, interval=0.01)
+    assert next(followed).seq == 2  # the segment is read up to here
+    with path.open("ab") as fh:
+        fh.write(edited(lines[2]))
+
+    with pytest.raises(DamagedLogError, match=r"after byte \d+\):1: edited"):
+        next(followed)
