@@ -37,8 +37,10 @@ from eventlog._log import EventLog
 logger = logging.getLogger("eventlog")
 
 # A live segment is sealed and a new one started past this size, which also
-# bounds what readers must parse from JSONL.
-SEGMENT_MAX_BYTES = 32 * 1024 * 1024
+# bounds what readers must parse from JSONL. Sealing parses the whole segment
+# at once, at about six times its size in memory, so this bounds a long
+# replay's peak too (at 32 MiB, sealing alone took some 190 MiB).
+SEGMENT_MAX_BYTES = 8 * 1024 * 1024
 
 
 def _whoami() -> tuple[str, str, int]:
