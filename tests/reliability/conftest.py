@@ -3,8 +3,10 @@ of what it tried, printed at the end of the run for docs/reliability.md."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,24 @@ def trials(pytestconfig: pytest.Config) -> int:
 def figures() -> Figures:
     """The session's tally; each fault test adds what it tried and found."""
     return _FIGURES
+
+
+def _tree_hash(root: Path) -> str:
+    """A hash of every name and byte below ``root``."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        if path.is_file():
+            digest.update(path.read_bytes())
+        digest.update(b"\1")
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def tree_hash() -> Callable[[Path], str]:
+    """A function hashing every name and byte below a directory, to show that
+    a refused command left a log exactly as it was."""
+    return _tree_hash
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

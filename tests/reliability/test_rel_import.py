@@ -4,11 +4,11 @@ import leaves the log as it was, byte for byte."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -126,17 +126,6 @@ def dlq(*args: str | Path, stdin: bytes | None = None) -> Result:
     )
 
 
-def tree_hash(root: Path) -> str:
-    """A hash of every name and byte below ``root``."""
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        digest.update(str(path.relative_to(root)).encode() + b"\0")
-        if path.is_file():
-            digest.update(path.read_bytes())
-        digest.update(b"\1")
-    return digest.hexdigest()
-
-
 def event_count(log: Path) -> int:
     return sum(table.num_rows for table in EventLog.open(log).iter_tables())
 
@@ -176,7 +165,9 @@ _tally = {"trials": 0, "faults": 0, "checked": 0, "lost": 0}
     )
 )
 def test_hostile_lines_are_refused_by_number_or_imported_whole(
-    seeded_log: Path, lines: list[tuple[bool, bytes]]
+    seeded_log: Path,
+    lines: list[tuple[bool, bytes]],
+    tree_hash: Callable[[Path], str],
 ) -> None:
     before = tree_hash(seeded_log)
     events_before = event_count(seeded_log)
@@ -234,7 +225,11 @@ NAMED = {
 
 @pytest.mark.parametrize(("line", "problem"), NAMED.values(), ids=list(NAMED))
 def test_named_hostile_lines_are_refused_on_one_line(
-    tmp_path: Path, line: bytes, problem: str, figures: Any
+    tmp_path: Path,
+    line: bytes,
+    problem: str,
+    figures: Any,
+    tree_hash: Callable[[Path], str],
 ) -> None:
     log = tmp_path / "log"
     assert dlq("add", "existing", "--log", log).exit_code == 0
@@ -266,7 +261,7 @@ def big_inputs(tmp_path: Path) -> dict[str, tuple[bytes, int]]:
 
 
 def test_big_hostile_inputs_are_refused_by_a_real_process(
-    tmp_path: Path, figures: Any
+    tmp_path: Path, figures: Any, tree_hash: Callable[[Path], str]
 ) -> None:
     log = tmp_path / "log"
     assert dlq("add", "existing", "--log", log).exit_code == 0

@@ -3,8 +3,8 @@ line and imports nothing, unless --skip-invalid says to take the rest."""
 
 from __future__ import annotations
 
-import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,16 +94,6 @@ def dlq(*args: str | Path) -> Result:
     return runner.invoke(app, [str(arg) for arg in args], catch_exceptions=False)
 
 
-def tree_hash(root: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        digest.update(str(path.relative_to(root)).encode() + b"\0")
-        if path.is_file():
-            digest.update(path.read_bytes())
-        digest.update(b"\1")
-    return digest.hexdigest()
-
-
 def item_ids(log: Path) -> list[str]:
     result = dlq("list", "--json", "--log", log)
     assert result.exit_code == 0, result.stderr
@@ -138,7 +128,7 @@ _tally = {"trials": 0, "faults": 0, "checked": 0, "lost": 0}
 )
 @given(data=broken_files())
 def test_a_broken_item_file_is_named_and_nothing_is_imported(
-    job: Path, tmp_path: Path, data: bytes
+    job: Path, tmp_path: Path, data: bytes, tree_hash: Callable[[Path], str]
 ) -> None:
     path = job / "items" / "item_1.json"
     path.write_bytes(data)

@@ -3,8 +3,8 @@ change the session: each refused on one line, and nothing written anywhere."""
 
 from __future__ import annotations
 
-import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,16 +59,6 @@ ATTACKS = [
 ]
 
 
-def tree_hash(root: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        digest.update(str(path.relative_to(root)).encode() + b"\0")
-        if path.is_file():
-            digest.update(path.read_bytes())
-        digest.update(b"\1")
-    return digest.hexdigest()
-
-
 def files_under(root: Path) -> set[str]:
     return {os.path.join(r, n) for r, ds, ns in os.walk(root) for n in [*ns, *ds]}
 
@@ -86,7 +76,10 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize("attack", ATTACKS)
 def test_an_attack_through_dlq_query_is_refused_and_writes_nothing(
-    scene: tuple[Path, Path], attack: str, figures: Any
+    scene: tuple[Path, Path],
+    attack: str,
+    figures: Any,
+    tree_hash: Callable[[Path], str],
 ) -> None:
     out, log = scene
     before, listing = tree_hash(log), files_under(out)
