@@ -590,13 +590,17 @@ def read_live_segment(path: Path, *, prev: str | None = None) -> pa.Table:
 def _check_chain(path: Path, complete: bytes, prev: str | None) -> None:
     """Refuse the first line whose hash is not its content chained to the
     hash before it: an event edited, or lines removed, moved or added."""
-    events = []
-    for number, line in enumerate(complete.splitlines(), start=1):
-        try:
-            events.append(decode_line(line))
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise DamagedLogError(str(path), number, str(exc)) from None
-    check_chain(str(path), events, prev)
+
+    def events() -> Iterator[Event]:
+        # One at a time, so that a segment's events are never all held as
+        # objects at once (sealing already holds its table).
+        for number, line in enumerate(complete.splitlines(), start=1):
+            try:
+                yield decode_line(line)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise DamagedLogError(str(path), number, str(exc)) from None
+
+    check_chain(str(path), events(), prev)
 
 
 def check_chain(
