@@ -90,17 +90,16 @@ def discard(
     """
     import reprocessor
 
-    require_text({"ITEM_ID": item_ids, "--where": where, "--reason": reason})
-    with _as_messages():
-        result = reprocessor.discard_items(
-            log,
-            item_ids=item_ids or (),
-            where=where,
-            reason=reason,
-            dry_run=dry_run,
-            confirm=_confirmation(where, yes),
-        )
-    _report(result, json=json)
+    _change_many(
+        reprocessor.discard_items,
+        item_ids,
+        where,
+        reason,
+        yes=yes,
+        dry_run=dry_run,
+        json=json,
+        log=log,
+    )
 
 
 @command("requeue", epilog=_REQUEUE_EPILOG)
@@ -120,17 +119,16 @@ def requeue(
     """
     import reprocessor
 
-    require_text({"ITEM_ID": item_ids, "--where": where, "--reason": reason})
-    with _as_messages():
-        result = reprocessor.requeue_items(
-            log,
-            item_ids=item_ids or (),
-            where=where,
-            reason=reason,
-            dry_run=dry_run,
-            confirm=_confirmation(where, yes),
-        )
-    _report(result, json=json)
+    _change_many(
+        reprocessor.requeue_items,
+        item_ids,
+        where,
+        reason,
+        yes=yes,
+        dry_run=dry_run,
+        json=json,
+        log=log,
+    )
 
 
 @command("amend", epilog=_AMEND_EPILOG)
@@ -171,6 +169,31 @@ def amend(
             payload=payload,
             reason=reason,
             dry_run=dry_run,
+        )
+    _report(result, json=json)
+
+
+def _change_many(
+    change: Callable[..., reprocessor.ManageResult],
+    item_ids: list[str] | None,
+    where: str | None,
+    reason: str | None,
+    *,
+    yes: bool,
+    dry_run: bool,
+    json: bool,
+    log: Path,
+) -> None:
+    """Run ``change`` (discard or requeue) over the items named or selected."""
+    require_text({"ITEM_ID": item_ids, "--where": where, "--reason": reason})
+    with _as_messages():
+        result = change(
+            log,
+            item_ids=item_ids or (),
+            where=where,
+            reason=reason,
+            dry_run=dry_run,
+            confirm=_confirmation(where, yes),
         )
     _report(result, json=json)
 
